@@ -1,0 +1,35 @@
+"""Shared fixtures: a tiny synthetic data set made once per test session.
+
+Tests run on the CPU in seconds: a handful of people at a small photo size.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+TINY_PEOPLE = 24
+TINY_EVAL_PEOPLE = 8
+TINY_SIZE = (96, 128)  # width x height, portrait like the real 384x512
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic data folder in the competition layout (train + eval + solution.csv)."""
+    from maskopt.data.synth import synthesize
+
+    out = tmp_path_factory.mktemp("tiny") / "data"
+    synthesize(out, people=TINY_PEOPLE, eval_people=TINY_EVAL_PEOPLE, seed=0, size=TINY_SIZE, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_set(tiny_data: Path):
+    """The tiny data set read back (its decoded cache lives inside the data folder)."""
+    from maskopt.data.layout import read_train
+
+    return read_train(tiny_data)
