@@ -1,0 +1,204 @@
+"""The export bundle: a folder that holds an ensemble and everything needed to use it.
+
+    DIR/manifest.json       members (trial, weight, config, checkpoints, OOF F1), vote, TTA,
+                            crop, the study's data fingerprint, library versions
+    DIR/models/*.pt         trainer checkpoints (one per member, or its fold models)
+    DIR/...                 reports and plots written by the export (not read back here)
+
+A bundle is built in a sibling `DIR.tmp-xxxx` folder and renamed into place at the
+end, and the manifest is the last file written: an interrupted export leaves either
+the old bundle or a temporary folder, never a bundle that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskopt.errors import DataError
+from maskopt.studies.ensemble import check_vote, combine
+
+MANIFEST = "manifest.json"
+FORMAT = 1  # bump when the manifest changes in a way old readers cannot follow
+
+
+@dataclass(frozen=True)
+class Member:
+    """One voter: a trial's config and the checkpoints whose probabilities it averages."""
+
+    trial: int  # trial number in the study
+    weight: float  # voting weight (weights of a bundle sum to 1)
+    config: dict[str, Any]  # asdict(TrainConfig) it was trained with
+    checkpoints: tuple[str, ...]  # paths relative to the bundle folder
+    oof_f1: float  # the trial's out-of-fold macro F1
+    retrained: bool  # True: one model retrained on all data; False: the trial's fold models
+    epochs: int  # epochs of the retrained model (the trial's config epochs for fold models)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    study: str
+    vote: str  # "soft" or "hard"
+    tta: bool  # horizontal-flip test-time augmentation at prediction
+    crop: str  # face crop the data was read with
+    members: tuple[Member, ...]
+    oof_f1: float  # the chosen combination's OOF macro F1 (optimistic: weights chosen on it)
+    data_fingerprint: str
+    versions: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # selection details, held-out score...
+    format: int = FORMAT
+
+    @property
+    def weights(self) -> list[float]:
+        return [m.weight for m in self.members]
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a bundle depends on (recorded for reproducibility)."""
+    import optuna
+    import timm
+    import torch
+
+    import maskopt
+
+    return {
+        "maskopt": maskopt.__version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "optuna": optuna.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> Path:
+    """Write DIR/manifest.json (atomically: temp file + rename)."""
+    path = Path(folder) / MANIFEST
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(asdict(manifest), indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def is_bundle(path: Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """Read and check a bundle's manifest; DataError says what is missing or wrong."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise DataError(f"{folder} is not a maskopt bundle: {MANIFEST} is missing.")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path} is not valid JSON: {err}.") from None
+    problems: list[str] = []
+    if raw.get("format") != FORMAT:
+        problems.append(f"format is {raw.get('format')!r}, this maskopt reads format {FORMAT}")
+    try:
+        members = tuple(
+            Member(**{**m, "checkpoints": tuple(m["checkpoints"])}) for m in raw.get("members", [])
+        )
+        manifest = Manifest(**{**raw, "members": members})
+    except (TypeError, KeyError) as err:
+        raise DataError(f"{path} does not describe a bundle: {err}.") from None
+    if not manifest.members:
+        problems.append("it lists no members")
+    for m in manifest.members:
+        if not m.checkpoints:
+            problems.append(f"member trial {m.trial} has no checkpoints")
+        for ck in m.checkpoints:
+            if not (folder / ck).is_file():
+                problems.append(f"member trial {m.trial}: checkpoint {ck} is missing")
+    if manifest.vote not in ("soft", "hard"):
+        problems.append(f"vote is {manifest.vote!r}, expected soft or hard")
+    if problems:
+        raise DataError(f"bundle {folder} is incomplete or damaged", problems)
+    return manifest
+
+
+@contextmanager
+def staging(out: Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces `out`, on error it is removed."""
+    out = Path(out).absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if out.exists():
+        # Move the old bundle aside first so that `out` is never half old, half new.
+        old = Path(tempfile.mkdtemp(prefix=f"{out.name}.old-", dir=out.parent))
+        os.replace(out, old / out.name)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+ImagesFor = Callable[[int], np.ndarray]  # image_size -> (N, H, W, 3) uint8
+
+
+def member_probs(
+    folder: Path, member: Member, images: np.ndarray, *, tta: bool, device: str = "cpu"
+) -> np.ndarray:
+    """Mean probabilities of a member's checkpoints on prepared images, (N, 18) float32."""
+    from maskopt.trainer.checkpoint import load_model
+    from maskopt.trainer.predict import predict_probs
+
+    total = None
+    for ck in member.checkpoints:
+        model, _ = load_model(Path(folder) / ck, device=device)
+        p = predict_probs(model, images, device=device, tta=tta).astype(np.float64)
+        total = p if total is None else total + p
+        del model
+    assert total is not None
+    return (total / len(member.checkpoints)).astype(np.float32)
+
+
+def predict_images(
+    folder: Path, images_for: ImagesFor, *, device: str = "cpu", manifest: Manifest | None = None
+) -> np.ndarray:
+    """The bundle's combined probabilities, (N, 18); `images_for(size)` gives the images."""
+    manifest = manifest or read_manifest(folder)
+    check_vote(manifest.vote)
+    probs = [
+        member_probs(folder, m, images_for(int(m.config["image_size"])), tta=manifest.tta, device=device)
+        for m in manifest.members
+    ]
+    return np.asarray(combine(probs, manifest.weights, vote=manifest.vote), dtype=np.float32)
+
+
+def images_from_paths(paths: Sequence[Path], crop: str) -> ImagesFor:
+    """Prepare photos of any size exactly as training did (crop, resize), memoised per size."""
+    from maskopt.data.crop import prepare_image
+
+    cache: dict[int, np.ndarray] = {}
+
+    def images_for(size: int) -> np.ndarray:
+        if size not in cache:
+            cache[size] = np.stack([prepare_image(Path(p), size, crop) for p in paths])
+        return cache[size]
+
+    return images_for
+
+
+def predict_paths(folder: Path, paths: Sequence[Path], *, device: str = "cpu") -> np.ndarray:
+    """The bundle's combined probabilities for image files, (N, 18) float32."""
+    manifest = read_manifest(folder)
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise DataError("some images do not exist", missing)
+    return predict_images(folder, images_from_paths(paths, manifest.crop), device=device, manifest=manifest)

@@ -1,0 +1,106 @@
+"""Bundle manifest writing/reading and atomic building (prediction is tested in test_export)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from maskopt.errors import DataError
+from maskopt.studies.bundle import (
+    MANIFEST,
+    Manifest,
+    Member,
+    is_bundle,
+    read_manifest,
+    staging,
+    write_manifest,
+)
+
+
+def make_manifest(folder: Path, checkpoints=("models/t3.pt",)) -> Manifest:
+    for ck in checkpoints:
+        (folder / ck).parent.mkdir(parents=True, exist_ok=True)
+        (folder / ck).write_bytes(b"weights")
+    member = Member(
+        trial=3,
+        weight=1.0,
+        config={"backbone": "resnet10t", "image_size": 32},
+        checkpoints=tuple(checkpoints),
+        oof_f1=0.5,
+        retrained=True,
+        epochs=2,
+    )
+    return Manifest(
+        study="s", vote="soft", tta=False, crop="center", members=(member,), oof_f1=0.5,
+        data_fingerprint="abc", versions={"maskopt": "0.1.0"}, info={"why": "test"},
+    )
+
+
+def test_manifest_round_trip(tmp_path: Path) -> None:
+    m = make_manifest(tmp_path)
+    write_manifest(tmp_path, m)
+    assert is_bundle(tmp_path)
+    assert read_manifest(tmp_path) == m
+    assert json.loads((tmp_path / MANIFEST).read_text())["members"][0]["trial"] == 3
+
+
+def test_not_a_bundle(tmp_path: Path) -> None:
+    assert not is_bundle(tmp_path)
+    with pytest.raises(DataError, match="not a maskopt bundle"):
+        read_manifest(tmp_path)
+
+
+def test_missing_checkpoint_and_bad_vote_are_listed(tmp_path: Path) -> None:
+    m = make_manifest(tmp_path)
+    write_manifest(tmp_path, Manifest(**{**m.__dict__, "vote": "median"}))
+    (tmp_path / "models/t3.pt").unlink()
+    with pytest.raises(DataError) as err:
+        read_manifest(tmp_path)
+    assert "checkpoint models/t3.pt is missing" in str(err.value)
+    assert "vote is 'median'" in str(err.value)
+
+
+def test_wrong_format_and_garbage(tmp_path: Path) -> None:
+    m = make_manifest(tmp_path)
+    write_manifest(tmp_path, Manifest(**{**m.__dict__, "format": 99}))
+    with pytest.raises(DataError, match="format is 99"):
+        read_manifest(tmp_path)
+    (tmp_path / MANIFEST).write_text('{"study": 1}')
+    with pytest.raises(DataError, match="does not describe a bundle"):
+        read_manifest(tmp_path)
+    (tmp_path / MANIFEST).write_text("{")
+    with pytest.raises(DataError, match="not valid JSON"):
+        read_manifest(tmp_path)
+
+
+def test_staging_renames_into_place_and_replaces_old(tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    with staging(out) as tmp:
+        assert tmp.parent == out.parent and tmp.name.startswith("bundle.tmp-")
+        write_manifest(tmp, make_manifest(tmp))
+        assert not out.exists()
+    assert is_bundle(out)
+    with staging(out) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert (out / "new.txt").exists() and not (out / MANIFEST).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+
+
+def test_interrupted_staging_leaves_the_old_bundle_and_no_temp(tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    with staging(out) as tmp:
+        write_manifest(tmp, make_manifest(tmp))
+    with pytest.raises(KeyboardInterrupt):
+        with staging(out) as tmp:
+            (tmp / "half.pt").write_bytes(b"x")
+            raise KeyboardInterrupt
+    assert read_manifest(out).study == "s"
+    assert not (out / "half.pt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+    # a first export that fails leaves nothing that looks like a bundle
+    with pytest.raises(RuntimeError):
+        with staging(tmp_path / "other") as tmp:
+            raise RuntimeError("boom")
+    assert not (tmp_path / "other").exists()
