@@ -1,0 +1,172 @@
+"""Storage URLs, the artifact folder beside them, and loading a study by name.
+
+Optuna's RDB storage is the only storage maskopt uses: heartbeats (a dead worker's
+trial marked failed, then retried) work only there. SQLite is fine for the workers
+of one machine when it runs in WAL mode (readers such as optuna-dashboard never
+block the writers, optuna-dashboard#545) and every connection waits for the write
+lock instead of failing with "database is locked". Many machines share a
+PostgreSQL URL instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from maskopt.errors import ConfigError, StudyError
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna.storages import RDBStorage
+
+# Seconds a SQLite connection waits for the write lock before "database is locked". Trials
+# write a few rows each; a minute covers any burst of workers and a reading dashboard.
+SQLITE_BUSY_TIMEOUT_S = 60
+# Seconds between heartbeats of a running trial; a trial silent for 2x this is failed and
+# retried. MASKOPT_HEARTBEAT (seconds) overrides it, for tests that kill workers.
+DEFAULT_HEARTBEAT_S = 30
+
+
+def heartbeat_interval(value: int | None = None) -> int:
+    """The heartbeat interval: `value`, else $MASKOPT_HEARTBEAT, else DEFAULT_HEARTBEAT_S."""
+    if value is None:
+        env = os.environ.get("MASKOPT_HEARTBEAT")
+        try:
+            value = int(env) if env else DEFAULT_HEARTBEAT_S
+        except ValueError:
+            raise ConfigError(f"MASKOPT_HEARTBEAT: expected whole seconds >= 1, but got {env!r}.") from None
+    if value < 1:
+        raise ConfigError(f"heartbeat: expected whole seconds >= 1, but got {value!r}.")
+    return value
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a sqlite:/// URL; None for other URLs (and in-memory SQLite)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///"):].split("?", 1)[0]
+    if path in ("", ":memory:"):
+        return None
+    return Path(path)
+
+
+def _check_url(url: str) -> None:
+    import sqlalchemy.engine
+
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except Exception:  # sqlalchemy raises ArgumentError; any failure means "not a URL"
+        raise StudyError(
+            f"storage URL {url!r} is not a SQLAlchemy URL; expected e.g. sqlite:///maskopt.db or "
+            "postgresql+psycopg://user@host:5432/db."
+        ) from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql", "mysql", "mssql", "oracle"):
+        raise StudyError(
+            f"storage URL {url!r}: unknown database {parsed.get_backend_name()!r}; "
+            "expected sqlite, postgresql or mysql."
+        )
+    path = sqlite_path(url)
+    if path is not None and not path.parent.exists():
+        raise StudyError(f"storage URL {url!r}: folder {str(path.parent)!r} does not exist.")
+
+
+def _enable_wal(path: Path) -> None:
+    """WAL is a property of the database file: set once, every later connection has it."""
+    import sqlite3
+
+    con = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+    finally:
+        con.close()
+
+
+def create_storage(
+    url: str,
+    heartbeat: bool = True,
+    *,
+    interval: int | None = None,
+    retry: bool = True,
+) -> RDBStorage:
+    """An RDBStorage for `url`, with heartbeats (and retry of stale trials) when `heartbeat`.
+
+    A URL that does not parse, names a missing folder or a server that does not answer is a
+    StudyError in one line.
+    """
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    _check_url(url)
+    engine_kwargs: dict[str, Any] = {}
+    path = sqlite_path(url)
+    if path is not None:
+        _enable_wal(path)
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+    else:
+        # Drop connections the server closed while a long trial trained.
+        engine_kwargs["pool_pre_ping"] = True
+    kwargs: dict[str, Any] = {}
+    if heartbeat:
+        seconds = heartbeat_interval(interval)
+        stale: Callable[..., None] | None = (
+            RetryHeartbeatStaleTrialCallback(max_retry=3) if retry else None
+        )
+        kwargs = dict(heartbeat_interval=seconds, grace_period=2 * seconds,
+                      heartbeat_stale_trial_callback=stale)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # heartbeat_interval is "experimental" since 2.9
+            return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    except Exception as err:  # driver errors have many types; all mean "cannot open storage"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StudyError(f"cannot open storage {url!r}: {first}") from None
+
+
+def artifacts_dir_for(url: str, artifacts: str | os.PathLike | None) -> Path:
+    """Where artifacts go: `artifacts` if given, else beside the SQLite file
+    (maskopt.db -> maskopt.artifacts/). A server URL needs an explicit folder, one that every
+    worker machine sees (a shared mount)."""
+    if artifacts is not None:
+        return Path(artifacts)
+    path = sqlite_path(url)
+    if path is None:
+        raise ConfigError(
+            f"--artifacts is required with storage {url!r}: give a folder every worker can reach "
+            "(the default, beside the file, exists only for sqlite:///FILE URLs)."
+        )
+    return path.with_suffix(".artifacts")
+
+
+def create_artifact_store(directory: str | os.PathLike) -> FileSystemArtifactStore:
+    """Optuna's file-system artifact store in `directory` (created)."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"artifacts folder {str(directory)!r}: {err.strerror}.") from None
+    return FileSystemArtifactStore(str(directory))
+
+
+def study_names(storage: RDBStorage) -> list[str]:
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+def load_study(url: str, name: str, *, storage: RDBStorage | None = None) -> optuna.Study:
+    """The study `name` in `url`; StudyError listing the names present when it is missing."""
+    import optuna
+
+    storage = storage or create_storage(url, heartbeat=False)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = study_names(storage)
+        present = ", ".join(names) if names else "none"
+        raise StudyError(f"no study {name!r} in {url}; studies there: {present}.") from None
