@@ -1,0 +1,227 @@
+"""The decoded-image cache: decode, crop and resize every photo once, then memory-map it.
+
+Decoding thousands of JPEGs in every epoch of every fold of every trial is where a
+search loses most of its time. Here each (image list, crop, size) is decoded once into
+one uint8 ``.npy`` file under ``<data>/.maskopt_cache/`` and every later run maps it.
+
+- key: a hash of the source files' (relative path, size, mtime), the crop, the size and
+  the preprocessing version; any change to a source file gives a new key and a rebuild,
+  and the stale file of the same name/crop/size is removed.
+- atomic: built in a temp file and renamed, so a killed run leaves no half cache.
+- a ``filelock.FileLock`` per name/crop/size, so workers starting together build it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from maskopt.data.crop import check_crop, crop_and_resize, decode_image, image_shape, prepare_image
+from maskopt.errors import DataError, MaskoptError
+
+__all__ = [
+    "CacheInfo",
+    "cached_images",
+    "load_cache",
+    "image_shape",
+    "prepare_image",
+    "default_cache_dir",
+]
+
+log = logging.getLogger(__name__)
+
+# Bump when crop.py changes what it produces: old caches then no longer match.
+PREP_VERSION = 1
+CACHE_DIRNAME = ".maskopt_cache"
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    path: Path  # the .npy file
+    n: int  # images in it
+    built: bool  # True when this call built it, False when it was reused
+    seconds: float  # building time (0 when reused)
+    fallbacks: int  # --crop face: images with no face found (centre crop used)
+
+
+def default_cache_dir(data_root: Path) -> Path:
+    return Path(data_root) / CACHE_DIRNAME
+
+
+def cache_key(paths: Sequence[Path], image_size: int, crop: str) -> tuple[str, str]:
+    """(set id, key): the set id hashes the sources' relative paths (which data set this
+    is), the key adds each file's size and mtime, the crop, the size and PREP_VERSION."""
+    paths = [Path(p) for p in paths]
+    root = Path(os.path.commonpath([str(p) for p in paths])) if paths else Path()
+    names = hashlib.sha256(str(len(paths)).encode())
+    h = hashlib.sha256(f"v{PREP_VERSION}|{crop}|{image_size}|{len(paths)}".encode())
+    for p in paths:
+        st = p.stat()
+        # relative paths: moving the whole data folder keeps its cache valid
+        rel = p.relative_to(root).as_posix()
+        names.update(f"\n{rel}".encode())
+        h.update(f"\n{rel}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return names.hexdigest()[:8], h.hexdigest()[:20]
+
+
+def _decode_one(args: tuple[Path, int, str]) -> tuple[np.ndarray | None, bool, str | None]:
+    path, image_size, crop = args
+    try:
+        image, fell_back = crop_and_resize(decode_image(path), image_size, crop)
+    except DataError as err:
+        return None, False, str(err)
+    return image, fell_back, None
+
+
+def _progress_enabled(progress: bool) -> bool:
+    return progress and sys.stderr.isatty()
+
+
+def _build(paths: list[Path], image_size: int, crop: str, target: Path, progress: bool) -> int:
+    """Decode all images into a temp file next to ``target`` and rename it; returns fallbacks."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    h, w = image_shape(image_size)
+    tmp = target.with_name(f"{target.stem}.tmp{os.getpid()}.npy")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), h, w, 3))
+    problems: list[str] = []
+    fallbacks = 0
+    # cv2 decodes and resizes without the GIL, so threads give real parallelism.
+    workers = max(1, min(8, os.cpu_count() or 1))
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    try:
+        with (
+            Progress(*columns, disable=not _progress_enabled(progress), transient=True) as bar,
+            ThreadPoolExecutor(workers) as pool,
+        ):
+            task = bar.add_task(f"decoding {len(paths)} images ({crop}, {w}x{h})", total=len(paths))
+            jobs = ((p, image_size, crop) for p in paths)
+            for i, (image, fell_back, problem) in enumerate(
+                pool.map(_decode_one, jobs, chunksize=16)
+            ):
+                if problem is not None:
+                    problems.append(problem)
+                else:
+                    out[i] = image
+                    fallbacks += fell_back
+                bar.advance(task)
+        if problems:
+            raise DataError(f"{len(problems)} image(s) could not be decoded", problems)
+        out.flush()
+        del out
+        meta = {"n": len(paths), "crop": crop, "image_size": image_size, "fallbacks": fallbacks}
+        meta_tmp = tmp.with_suffix(".json")
+        meta_tmp.write_text(json.dumps(meta))
+        os.replace(meta_tmp, target.with_suffix(".json"))  # meta first: a visible .npy has its meta
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        tmp.with_suffix(".json").unlink(missing_ok=True)
+        raise
+    return fallbacks
+
+
+def _open(path: Path, n: int, image_size: int) -> np.ndarray | None:
+    """The cache as a read-only memmap, or None when it is not there or not the right shape."""
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    if arr.shape != (n, *image_shape(image_size), 3) or arr.dtype != np.uint8:
+        return None
+    return arr
+
+
+def _fallbacks(path: Path) -> int:
+    try:
+        return int(json.loads(path.with_suffix(".json").read_text()).get("fallbacks", 0))
+    except (OSError, ValueError):
+        return 0
+
+
+def load_cache(
+    paths: Sequence[Path | str],
+    image_size: int,
+    crop: str,
+    cache_dir: Path | str,
+    progress: bool = True,
+    name: str = "images",
+) -> tuple[np.ndarray, CacheInfo]:
+    """(N, 5W/4, W, 3) uint8 read-only memmap of ``paths`` prepared by ``prepare_image``, and
+    how it was obtained. Built on first use (atomic, under a file lock), reused after."""
+    from filelock import FileLock
+
+    check_crop(crop)
+    image_shape(image_size)
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise DataError("no images to cache")
+    try:
+        set_id, key = cache_key(paths, image_size, crop)
+    except FileNotFoundError as err:
+        raise DataError(f"an image disappeared since the data was read: {err.filename}") from None
+    cache_dir = Path(cache_dir)
+    # one file per data set, crop and size; a changed source replaces it (same stem)
+    stem = f"{name}_{crop}_{image_size}_{set_id}"
+    target = cache_dir / f"{stem}_{key}.npy"
+    arr = _open(target, len(paths), image_size)
+    if arr is not None:
+        return arr, CacheInfo(target, len(paths), False, 0.0, _fallbacks(target))
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(cache_dir / f"{stem}.lock"))
+        lock.acquire()
+    except OSError as err:
+        raise MaskoptError(
+            f"cannot write the image cache in {cache_dir} ({err.strerror or err}); "
+            "pass --cache DIR with a writable folder"
+        ) from None
+    try:
+        arr = _open(target, len(paths), image_size)  # another process built it while we waited
+        if arr is not None:
+            return arr, CacheInfo(target, len(paths), False, 0.0, _fallbacks(target))
+        # Holding the lock: any temp file or other key of this stem is stale (a killed
+        # run, or sources that changed since). Remove them so the folder does not grow.
+        for old in cache_dir.glob(f"{stem}_*"):
+            old.unlink(missing_ok=True)
+        start = time.perf_counter()
+        fallbacks = _build(paths, image_size, crop, target, progress)
+        seconds = time.perf_counter() - start
+    finally:
+        lock.release()
+    log.info("built image cache %s: %d images in %.1fs", target, len(paths), seconds)
+    arr = _open(target, len(paths), image_size)
+    assert arr is not None, f"cache {target} missing right after it was built"
+    return arr, CacheInfo(target, len(paths), True, seconds, fallbacks)
+
+
+def cached_images(
+    paths: Sequence[Path | str],
+    image_size: int,
+    crop: str,
+    cache_dir: Path | str,
+    progress: bool = True,
+) -> np.ndarray:
+    """(N, 5W/4, W, 3) uint8 read-only memmap of the prepared images (see `load_cache`)."""
+    return load_cache(paths, image_size, crop, cache_dir, progress)[0]
