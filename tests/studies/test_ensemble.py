@@ -155,3 +155,11 @@ def test_labels_must_match_rows() -> None:
     probs, labels = noisy_members()
     with pytest.raises(ValueError, match="labels has"):
         greedy_select(probs, labels[:-1], score=f1)
+
+
+def test_default_score_is_the_trainers_macro_f1() -> None:
+    from maskopt.trainer.metrics import macro_f1
+
+    probs, labels = noisy_members(seed=5)
+    assert member_scores(probs, labels) == [macro_f1(labels, p.argmax(1)) for p in probs]
+    assert greedy_select(probs, labels).score == greedy_select(probs, labels, score=f1).score
