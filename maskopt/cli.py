@@ -79,6 +79,37 @@ DEFAULT_DATA = Path("data")
 DEFAULT_STORAGE = "sqlite:///maskopt.db"
 
 
+@app.command()
+@friendly
+def synth(
+    out: Annotated[Path, typer.Argument(help="Folder to write (train/ and eval/ go inside).")] = DEFAULT_DATA,
+    people: Annotated[int, typer.Option("--people", help="People in train/ (7 photos each).")] = 150,
+    eval_people: Annotated[
+        int | None, typer.Option("--eval-people", help="Other people in eval/ (default 2/3 of --people).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same bytes.")] = 0,
+    size: Annotated[str, typer.Option("--size", help="Photo size WIDTHxHEIGHT.")] = "384x512",
+) -> None:
+    """Write a synthetic data set in the competition layout (with eval/solution.csv)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from maskopt.data.labels import AGE_NAMES
+    from maskopt.data.synth import parse_size, synthesize
+
+    summary = synthesize(out, people=people, eval_people=eval_people, seed=seed, size=parse_size(size))
+    table = Table(title=f"synthetic data in {summary['out']} ({summary['seconds']} s)")
+    table.add_column("part")
+    table.add_column("value", justify="right")
+    table.add_row("train people / images", f"{summary['people']} / {summary['train_images']}")
+    table.add_row("eval people / images", f"{summary['eval_people']} / {summary['eval_images']}")
+    table.add_row("female", f"{summary['female']}")
+    for name, n in zip(AGE_NAMES, summary["age_bands"]):
+        table.add_row(f"age {name}", f"{n}")
+    table.add_row("photo size", summary["size"])
+    Console().print(table)
+
+
 def main() -> None:
     """Console entry point."""
     app()
