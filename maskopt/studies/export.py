@@ -1,0 +1,579 @@
+"""From a finished study to one model: the best trials, the ensemble, the bundle.
+
+`best_trials` feeds `maskopt best`'s table. `export_best` is `maskopt best --export`:
+
+1. the top K complete trials and their saved out-of-fold (OOF) probabilities;
+2. greedy forward selection with replacement on OOF macro F1 (soft or hard votes);
+   the ensemble is kept only if it beats the best single trial, else that trial alone;
+3. hflip TTA measured on OOF with the trials' kept fold models, and inference
+   images/s of each option (the trade-off table);
+4. each chosen member retrained on all the data for the median of its folds' best
+   epochs (or its fold models kept and averaged, `retrain=False`);
+5. the bundle: checkpoints, manifest, OOF per-class F1 and confusion matrix, plots,
+   submission.csv and the held-out macro F1 when the data has an eval set.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from maskopt.errors import ConfigError, StudyError
+from maskopt.studies import bundle as bundles
+from maskopt.studies.ensemble import Selection, check_vote, combine, greedy_select, member_scores
+
+if TYPE_CHECKING:
+    import optuna
+
+    from maskopt.data.layout import TrainSet
+    from maskopt.trainer.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+OPTIMISM_NOTE = (
+    "The ensemble's weights were chosen on these same OOF predictions, so its OOF F1 is "
+    "optimistic; the held-out F1 (eval/solution.csv) is the honest number."
+)
+THROUGHPUT_IMAGES = 128  # images timed per model for the images/s column
+
+
+# ---------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One line of `maskopt best`."""
+
+    number: int
+    value: float | None
+    state: str
+    fold_f1: tuple[float, ...]
+    fold_best_epoch: tuple[int, ...]
+    epochs_run: int | None
+    params: dict[str, Any]  # the parameters that vary among the study's complete trials
+    images_per_s: float | None
+    duration_s: float | None
+    has_models: bool  # fold models kept in the artifact store (needed for --no-retrain / TTA)
+
+    @property
+    def fold_spread(self) -> float | None:
+        return float(max(self.fold_f1) - min(self.fold_f1)) if len(self.fold_f1) > 1 else None
+
+
+def complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Complete trials, best first (ties: the earlier trial first)."""
+    import optuna
+
+    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    trials = [t for t in trials if t.value is not None and math.isfinite(t.value)]
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    return sorted(trials, key=lambda t: (sign * float(t.value), t.number))  # type: ignore[arg-type]
+
+
+def varying_params(trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
+    names = sorted({k for t in trials for k in t.params})
+    return [k for k in names if len({repr(t.params.get(k)) for t in trials}) > 1]
+
+
+def best_trials(study: optuna.Study, top: int = 5) -> tuple[list[TrialRow], dict[str, int]]:
+    """The top `top` complete trials as table rows, and the study's trial count per state."""
+    if top < 1:
+        raise ConfigError(f"--top must be >= 1, but got {top}.")
+    complete = complete_trials(study)
+    keys = varying_params(complete) or sorted({k for t in complete for k in t.params})
+    rows = [
+        TrialRow(
+            number=t.number,
+            value=t.value,
+            state=t.state.name,
+            fold_f1=tuple(float(v) for v in t.user_attrs.get("fold_f1", [])),
+            fold_best_epoch=tuple(int(v) for v in t.user_attrs.get("fold_best_epoch", [])),
+            epochs_run=t.user_attrs.get("epochs_run"),
+            params={k: t.params[k] for k in keys if k in t.params},
+            images_per_s=t.user_attrs.get("images_per_s"),
+            duration_s=t.user_attrs.get("duration_s"),
+            has_models=bool(t.user_attrs.get("model_artifacts")),
+        )
+        for t in complete[:top]
+    ]
+    states: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        states[t.state.name] = states.get(t.state.name, 0) + 1
+    return rows, states
+
+
+def trial_config(study: optuna.Study, number: int) -> TrainConfig:
+    """The TrainConfig trial `number` trained with (its `config` user attribute)."""
+    from maskopt.trainer.config import config_from_dict
+
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    if number not in trials:
+        have = f"0..{max(trials)}" if trials else "none"
+        raise StudyError(f"study {study.study_name!r} has no trial {number}; trials: {have}.")
+    raw = trials[number].user_attrs.get("config")
+    if raw is None:
+        raise StudyError(
+            f"trial {number} of {study.study_name!r} has no config (state {trials[number].state.name}); "
+            "it may have failed before its config was sampled."
+        )
+    return config_from_dict(json.loads(raw) if isinstance(raw, str) else raw)
+
+
+# ---------------------------------------------------------------------------- export
+
+
+@dataclass
+class Candidate:
+    """A top trial with what the export needs from the study."""
+
+    trial: optuna.trial.FrozenTrial
+    config: TrainConfig
+    oof: np.ndarray  # (N, 18) float32 OOF probabilities in TrainSet order
+    oof_f1: float
+    fold_models: list[str]  # artifact ids, one per fold (empty when pushed out of the top K)
+    tta_oof: np.ndarray | None = None  # OOF probabilities with hflip TTA (from the fold models)
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+
+@dataclass(frozen=True)
+class TradeOff:
+    """One row of the trade-off table."""
+
+    name: str
+    oof_f1: float | None  # None: could not be measured (no kept fold models for TTA)
+    images_per_s: float | None
+    models: int  # forward passes per image: models x (2 with TTA)
+
+
+@dataclass
+class ExportReport:
+    """What `export_best` did, for the CLI to render (everything is also in the manifest)."""
+
+    out: Path
+    study: str
+    vote: str
+    candidates: list[dict[str, Any]]  # trial, oof_f1, value, has_models
+    plain_average_f1: float
+    selection: Selection
+    ensemble_kept: bool
+    decision: str  # why the ensemble or the single model
+    members: list[bundles.Member]
+    oof_f1: float  # the exported combination's OOF macro F1 (without TTA)
+    tta: bool
+    tradeoff: list[TradeOff]
+    heldout_f1: float | None = None
+    heldout_member_f1: dict[int, float] = field(default_factory=dict)
+    submission: Path | None = None
+    plots: Any = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _progress_enabled(progress: bool) -> bool:
+    return progress and sys.stderr.isatty()
+
+
+def _download(store: Any, artifact_id: str, path: Path) -> Path:
+    from optuna.artifacts import download_artifact
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)  # optuna refuses to overwrite
+    try:
+        download_artifact(artifact_store=store, file_path=str(path), artifact_id=artifact_id)
+    except Exception as err:  # the store's own errors vary (missing file, permissions)
+        raise StudyError(f"cannot read artifact {artifact_id} from the artifact store: {err}") from None
+    return path
+
+
+def _check_data(study: optuna.Study, data: TrainSet, data_dir: Path) -> None:
+    attrs = study.user_attrs
+    want = attrs.get("data_fingerprint")
+    if want is None:
+        raise StudyError(f"study {study.study_name!r} has no data_fingerprint: it was not made by maskopt search.")
+    have = data.fingerprint()
+    if have != want:
+        diffs = [f"fingerprint {have} here, {want} in the study"]
+        if attrs.get("n_images") is not None and attrs["n_images"] != len(data):
+            diffs.append(f"{len(data)} images here, {attrs['n_images']} in the study")
+        raise StudyError(
+            f"data {data_dir} is not the data study {study.study_name!r} was searched on ("
+            + "; ".join(diffs)
+            + "): folds, OOF predictions and fingerprints would not line up. Pass the study's --data."
+        )
+
+
+def _load_candidates(
+    study: optuna.Study, store: Any, data: TrainSet, top: int, work: Path
+) -> tuple[list[Candidate], np.ndarray, list[str]]:
+    from maskopt.trainer.config import config_from_dict
+
+    labels = data.labels()
+    notes: list[str] = []
+    out: list[Candidate] = []
+    for t in complete_trials(study)[:top]:
+        art = t.user_attrs.get("oof_artifact")
+        raw = t.user_attrs.get("config")
+        if not art or raw is None:
+            notes.append(f"trial {t.number} left out: no saved OOF predictions or config.")
+            continue
+        with np.load(_download(store, art, work / f"oof-{t.number}.npz")) as z:
+            probs, oof_labels = z["probs"].astype(np.float32), z["labels"]
+        if probs.shape != (len(data), 18) or not np.array_equal(oof_labels, labels):
+            raise StudyError(
+                f"trial {t.number}'s OOF predictions do not match the data: shape {probs.shape}, "
+                f"expected ({len(data)}, 18) with the same labels in TrainSet order."
+            )
+        cfg = config_from_dict(json.loads(raw) if isinstance(raw, str) else raw)
+        out.append(Candidate(t, cfg, probs, 0.0, list(t.user_attrs.get("model_artifacts") or [])))
+    if not out:
+        raise StudyError(
+            f"study {study.study_name!r} has no complete trial with saved OOF predictions; "
+            "run `maskopt search` first (or longer)."
+        )
+    for c, f1 in zip(out, member_scores([c.oof for c in out], labels)):
+        c.oof_f1 = f1
+    return out, labels, notes
+
+
+def _folds(study: optuna.Study, data: TrainSet) -> list[tuple[np.ndarray, np.ndarray]]:
+    from maskopt.trainer.folds import create_folds
+
+    attrs = study.user_attrs
+    return create_folds(data.strata(), data.groups(), int(attrs["n_folds"]), int(attrs["fold_seed"]))
+
+
+def _fold_checkpoints(c: Candidate, store: Any, work: Path) -> list[Path]:
+    return [
+        _download(store, art, work / f"trial-{c.number}-fold-{k}.pt") for k, art in enumerate(c.fold_models)
+    ]
+
+
+def _tta_oof(
+    c: Candidate, data: TrainSet, folds: list, checkpoints: list[Path], device: str
+) -> np.ndarray:
+    """OOF probabilities with hflip TTA: each fold model on its own validation images."""
+    import torch
+
+    from maskopt.trainer.checkpoint import load_model
+    from maskopt.trainer.predict import predict_probs
+
+    images = data.images(c.config.image_size)
+    out = np.zeros_like(c.oof)
+    for k, ck in enumerate(checkpoints):
+        fold = torch.load(ck, map_location="cpu", weights_only=False).get("fold", k)
+        _, val_idx = folds[int(fold)]
+        model, _ = load_model(ck, device=device)
+        out[val_idx] = predict_probs(model, images[val_idx], device=device, tta=True)
+        del model
+    return out
+
+
+def _images_per_s(cfg: TrainConfig, images: np.ndarray, device: str, tta: bool) -> float:
+    """Inference throughput of one model of this config (weights do not change speed)."""
+    from maskopt.trainer.models import create_model
+    from maskopt.trainer.predict import predict_probs
+
+    model = create_model(dataclasses.replace(cfg, pretrained=False, weights=None))
+    predict_probs(model, images[:8], device=device, tta=tta)  # warm-up (allocations, cudnn)
+    start = time.perf_counter()
+    predict_probs(model, images, device=device, tta=tta)
+    return len(images) / max(time.perf_counter() - start, 1e-9)
+
+
+def retrain_config(cfg: TrainConfig, fold_best_epoch: Sequence[int]) -> TrainConfig:
+    """The config for training on all the data: epochs = median of the folds' best epochs
+    (rounded up), so its schedule is laid out for that length."""
+    if not fold_best_epoch:
+        return cfg
+    epochs = max(1, int(math.ceil(float(np.median(fold_best_epoch)))))
+    return dataclasses.replace(
+        cfg,
+        epochs=epochs,
+        warmup_epochs=min(cfg.warmup_epochs, epochs - 1),
+        freeze_epochs=min(cfg.freeze_epochs, epochs),
+    )
+
+
+def _retrain(
+    members: list[Candidate], data: TrainSet, folder: Path, device: str, progress: bool, study: str
+) -> dict[int, tuple[list[str], int]]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from maskopt.trainer.checkpoint import save_checkpoint
+    from maskopt.trainer.loop import fit
+
+    cfgs = {c.number: retrain_config(c.config, c.trial.user_attrs.get("fold_best_epoch", [])) for c in members}
+    out: dict[int, tuple[list[str], int]] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not _progress_enabled(progress)) as bar:
+        task = bar.add_task("retraining on all data (epochs)", total=sum(c.epochs for c in cfgs.values()))
+        for c in members:
+            cfg = cfgs[c.number]
+            bar.update(task, description=f"retraining trial {c.number} on all data ({cfg.epochs} epochs)")
+            log.info("retraining trial %d on all %d images for %d epochs", c.number, len(data), cfg.epochs)
+            result = fit(cfg, data, fold=None, on_epoch=lambda _m: bar.advance(task), device=device)
+            rel = f"models/trial-{c.number}.pt"
+            save_checkpoint(folder / rel, result.state_dict, cfg, trial=c.number, study=study, retrained=True)
+            out[c.number] = ([rel], cfg.epochs)
+    return out
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def _write_oof_report(folder: Path, labels: np.ndarray, probs: np.ndarray) -> dict:
+    from maskopt.data.labels import CLASS_NAMES
+    from maskopt.trainer.metrics import compute_metrics
+
+    m = compute_metrics(labels, probs)
+    (folder / "oof_metrics.json").write_text(json.dumps(m, indent=1) + "\n")
+    _write_csv(
+        folder / "oof_per_class.csv",
+        ["class", "name", "precision", "recall", "f1", "support"],
+        [[r["class"], r["name"], f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}", r["support"]]
+         for r in m["per_class"]],
+    )
+    _write_csv(
+        folder / "oof_confusion.csv",
+        ["truth \\ predicted", *CLASS_NAMES],
+        [[CLASS_NAMES[i], *row] for i, row in enumerate(m["confusion"])],
+    )
+    return m
+
+
+def _choose(
+    cands: list[Candidate], labels: np.ndarray, vote: str, rounds: int
+) -> tuple[Selection, bool, str]:
+    sel = greedy_select([c.oof for c in cands], labels, rounds=rounds, vote=vote)
+    best = cands[int(np.argmax([c.oof_f1 for c in cands]))]
+    if len(sel.members) > 1 and sel.score > best.oof_f1:
+        picks = ", ".join(f"trial {cands[i].number} x{n}" for i, n in enumerate(sel.counts) if n)
+        return sel, True, (
+            f"ensemble of {len(sel.members)} trials ({picks}) kept: OOF macro F1 {sel.score:.4f} "
+            f"beats the best single trial {best.number} ({best.oof_f1:.4f})."
+        )
+    why = (
+        "only one complete trial to choose from"
+        if len(cands) == 1
+        else f"adding any other trial's votes did not raise the OOF macro F1 above {best.oof_f1:.4f}"
+    )
+    single = Selection(
+        counts=tuple(int(c is best) for c in cands),
+        weights=tuple(float(c is best) for c in cands),
+        score=best.oof_f1, history=(best.oof_f1,), order=(cands.index(best),), vote=vote,
+    )
+    return single, False, f"best single trial {best.number} exported: {why}."
+
+
+def export_best(
+    *,
+    storage_url: str,
+    study_name: str,
+    data_dir: Path,
+    out: Path,
+    artifacts: Path | None = None,
+    top: int = 5,
+    vote: str = "soft",
+    retrain: bool = True,
+    tta: bool = False,
+    device: str = "auto",
+    cache_dir: Path | None = None,
+    rounds: int = 25,
+    progress: bool = True,
+    echo: Callable[[str], None] = lambda _s: None,
+) -> ExportReport:
+    """`maskopt best --export`: choose, (re)train and write the bundle to `out` (atomically)."""
+    from maskopt.data.layout import read_eval, read_train
+    from maskopt.studies.plots import write_plots
+    from maskopt.studies.storage import artifacts_dir_for, create_artifact_store, load_study
+    from maskopt.trainer.device import resolve_device
+    from maskopt.trainer.metrics import macro_f1
+
+    check_vote(vote)
+    if top < 1:
+        raise ConfigError(f"--top must be >= 1, but got {top}.")
+    study = load_study(storage_url, study_name)
+    attrs = study.user_attrs
+    store = create_artifact_store(artifacts_dir_for(storage_url, artifacts or attrs.get("artifacts_dir")))
+    crop = attrs.get("crop", "center")
+    data = read_train(data_dir, crop=crop, cache_dir=cache_dir, progress=progress)
+    _check_data(study, data, Path(data_dir))
+    dev = str(resolve_device(device))
+
+    with tempfile.TemporaryDirectory(prefix="maskopt-export-") as work_s, bundles.staging(out) as folder:
+        work = Path(work_s)
+        cands, labels, notes = _load_candidates(study, store, data, top, work)
+        echo(f"{len(cands)} candidate trial(s) loaded with their OOF predictions")
+        plain = float(macro_f1(labels, combine([c.oof for c in cands], vote=vote).argmax(1)))
+        sel, kept, decision = _choose(cands, labels, vote, rounds)
+        chosen = [cands[i] for i in sel.members]
+        best_single = cands[int(np.argmax([c.oof_f1 for c in cands]))]
+        ens_oof = combine([c.oof for c in chosen], [sel.weights[i] for i in sel.members], vote=vote)
+        ens_f1 = float(macro_f1(labels, ens_oof.argmax(1)))
+
+        # TTA on OOF needs the fold models of the trials involved.
+        folds = _folds(study, data) if "n_folds" in attrs else None
+        need = {c.number: c for c in [best_single, *chosen]}
+        fold_cks: dict[int, list[Path]] = {}
+        for c in need.values():
+            if c.fold_models and folds is not None:
+                if len(c.fold_models) != len(folds):
+                    notes.append(f"trial {c.number}: {len(c.fold_models)} fold models for {len(folds)} folds.")
+                    continue
+                fold_cks[c.number] = _fold_checkpoints(c, store, work)
+                echo(f"measuring hflip TTA on OOF for trial {c.number}")
+                c.tta_oof = _tta_oof(c, data, folds, fold_cks[c.number], dev)
+        no_models = [c.number for c in need.values() if c.number not in fold_cks]
+        if no_models:
+            notes.append(
+                "no kept fold models for trial(s) " + ", ".join(map(str, no_models))
+                + " (they left the search's top K): TTA could not be measured for them."
+            )
+        if not retrain:
+            lacking = [c.number for c in chosen if c.number not in fold_cks]
+            if lacking:
+                raise StudyError(
+                    "--no-retrain needs each member's fold models, but trial(s) "
+                    + ", ".join(map(str, lacking))
+                    + " have none kept in the artifact store; export with --retrain."
+                )
+
+        # the trade-off table: F1 on OOF against inference speed
+        speed: dict[tuple[int, bool], float] = {}
+        for c in need.values():
+            imgs = np.asarray(data.images(c.config.image_size)[:THROUGHPUT_IMAGES])
+            for t in (False, True):
+                speed[(c.number, t)] = _images_per_s(c.config, imgs, dev, t)
+        per_member_models = {c.number: (1 if retrain else len(c.fold_models)) for c in need.values()}
+
+        def ips(group: list[Candidate], t: bool) -> float:
+            return 1.0 / sum(per_member_models[c.number] / speed[(c.number, t)] for c in group)
+
+        def tta_f1(group: list[Candidate], weights: list[float]) -> float | None:
+            if any(c.tta_oof is None for c in group):
+                return None
+            p = combine([c.tta_oof for c in group], weights, vote=vote)  # type: ignore[misc]
+            return float(macro_f1(labels, p.argmax(1)))
+
+        ws = [sel.weights[i] for i in sel.members]
+        tradeoff = [
+            TradeOff(f"best single (trial {best_single.number})", best_single.oof_f1,
+                     ips([best_single], False), per_member_models[best_single.number]),
+            TradeOff("best single + TTA", tta_f1([best_single], [1.0]), ips([best_single], True),
+                     2 * per_member_models[best_single.number]),
+        ]
+        if kept:
+            n_models = sum(per_member_models[c.number] for c in chosen)
+            tradeoff += [
+                TradeOff(f"ensemble ({len(chosen)} trials)", ens_f1, ips(chosen, False), n_models),
+                TradeOff("ensemble + TTA", tta_f1(chosen, ws), ips(chosen, True), 2 * n_models),
+            ]
+        if tta and tta_f1(chosen, ws) is None:
+            notes.append("--tta: the TTA gain could not be measured on OOF (no fold models); TTA is used anyway.")
+
+        # the members' models
+        if retrain:
+            trained = _retrain(chosen, data, folder, dev, progress, study_name)
+        else:
+            trained = {}
+            for c in chosen:
+                rels = []
+                for k, src in enumerate(fold_cks[c.number]):
+                    rel = f"models/trial-{c.number}-fold-{k}.pt"
+                    (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                    src.replace(folder / rel)
+                    rels.append(rel)
+                trained[c.number] = (rels, c.config.epochs)
+        members = tuple(
+            bundles.Member(
+                trial=c.number,
+                weight=float(w),
+                config=_config_dict(c.config if not retrain else
+                                    retrain_config(c.config, c.trial.user_attrs.get("fold_best_epoch", []))),
+                checkpoints=tuple(trained[c.number][0]),
+                oof_f1=c.oof_f1,
+                retrained=retrain,
+                epochs=trained[c.number][1],
+            )
+            for c, w in zip(chosen, ws)
+        )
+
+        _write_oof_report(folder, labels, ens_oof)
+        plots = write_plots(study, folder / "plots.html")
+        report = ExportReport(
+            out=Path(out), study=study_name, vote=vote,
+            candidates=[{"trial": c.number, "value": c.trial.value, "oof_f1": c.oof_f1,
+                         "has_models": bool(c.fold_models)} for c in cands],
+            plain_average_f1=plain, selection=sel, ensemble_kept=kept, decision=decision,
+            members=list(members), oof_f1=ens_f1, tta=tta, tradeoff=tradeoff, plots=plots, notes=notes,
+        )
+        manifest = bundles.Manifest(
+            study=study_name, vote=vote, tta=tta, crop=crop, members=members, oof_f1=ens_f1,
+            data_fingerprint=attrs["data_fingerprint"], versions=bundles.library_versions(),
+            info={},
+        )
+
+        # the eval set: submission.csv and, with solution.csv, the held-out macro F1
+        ev = read_eval(data_dir, crop=crop, cache_dir=cache_dir, progress=progress)
+        if ev is not None:
+            echo(f"predicting {len(ev)} eval images")
+            member_p = [
+                bundles.member_probs(folder, m, ev.images(int(m.config["image_size"])), tta=tta, device=dev)
+                for m in members
+            ]
+            probs = combine(member_p, manifest.weights, vote=vote).astype(np.float32)
+            np.savez_compressed(folder / "eval_probs.npz", probs=probs, image_ids=np.array(ev.image_ids))
+            _write_csv(folder / "submission.csv", ["ImageID", "ans"],
+                       [[i, int(a)] for i, a in zip(ev.image_ids, probs.argmax(1))])
+            report.submission = Path(out) / "submission.csv"
+            if ev.solution is not None:
+                report.heldout_f1 = float(macro_f1(ev.solution, probs.argmax(1)))
+                report.heldout_member_f1 = {
+                    m.trial: float(macro_f1(ev.solution, p.argmax(1))) for m, p in zip(members, member_p)
+                }
+        else:
+            notes.append(f"no eval/ folder in {data_dir}: no submission.csv and no held-out score.")
+
+        info = {
+            "decision": decision,
+            "ensemble_kept": kept,
+            "optimism": OPTIMISM_NOTE,
+            "candidates": report.candidates,
+            "plain_average_oof_f1": plain,
+            "selection": dataclasses.asdict(sel),
+            "trials_by_number": [c.number for c in cands],
+            "tradeoff": [dataclasses.asdict(r) for r in tradeoff],
+            "heldout_f1": report.heldout_f1,
+            "heldout_member_f1": report.heldout_member_f1,
+            "plots": {"made": plots.made, "skipped": plots.skipped},
+            "notes": notes,
+            "data": str(Path(data_dir).resolve()),
+            "storage": storage_url,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        bundles.write_manifest(folder, dataclasses.replace(manifest, info=info))  # last: completes it
+    return report
+
+
+def _config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    from maskopt.trainer.config import config_to_dict
+
+    return config_to_dict(cfg)
