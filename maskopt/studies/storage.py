@@ -108,6 +108,10 @@ def create_storage(
     else:
         # Drop connections the server closed while a long trial trained.
         engine_kwargs["pool_pre_ping"] = True
+    import warnings
+
+    # Heartbeats and their retry callback have been "experimental" since Optuna 2.8 / 2.9.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     kwargs: dict[str, Any] = {}
     if heartbeat:
         seconds = heartbeat_interval(interval)
@@ -118,11 +122,7 @@ def create_storage(
                       heartbeat_stale_trial_callback=stale)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # heartbeat_interval is "experimental" since 2.9
-            return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
     except Exception as err:  # driver errors have many types; all mean "cannot open storage"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise StudyError(f"cannot open storage {url!r}: {first}") from None

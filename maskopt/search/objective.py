@@ -1,0 +1,210 @@
+"""The k-fold objective: one trial trains its config on every fold of the study's folds.
+
+What is reported, and why. Optuna's MedianPruner compares the trial's BEST value over all
+the steps it has reported so far with the median of the other trials' values AT the
+current step. Two things follow:
+  * a step must mean the same in every trial: epochs and folds are fixed per study, never
+    sampled;
+  * the reported value should only grow within a trial, so "best so far" and "value at this
+    step" are the same number for every trial and the comparison is like for like.
+So with --pruner median (and hyperband, none) the k folds train interleaved, one epoch at
+a time each (FoldRun.run_epoch), step = epoch (1-based), value = the mean over folds of
+each fold's best-so-far validation F1 (monotone). The pruner can stop a bad config after
+its first epoch on every fold, instead of after a whole first fold (fold-major steps), and
+every fold has had the same training when the trial is judged.
+With --pruner wilcoxon the folds run one after the other and step = fold index, value =
+that fold's best F1: the WilcoxonPruner pairs the trial's per-fold scores with the best
+trial's on the same folds (optuna#4373).
+
+The trial's value is the macro F1 of the pooled out-of-fold predictions (each fold's
+best-epoch probabilities), against the true labels (old age = 60 whatever the config
+trains with).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from maskopt.search.models import enters_top_k
+from maskopt.search.options import SearchOptions
+
+if TYPE_CHECKING:
+    import optuna
+
+    from maskopt.trainer.config import TrainConfig
+
+TRUE_OLD_AGE = 60
+
+
+class KFoldObjective:
+    """Reads the data once per worker; `__call__(trial)` runs one trial."""
+
+    def __init__(self, opts: SearchOptions) -> None:
+        from maskopt.data.layout import read_train
+        from maskopt.spaces import get_space
+        from maskopt.studies.storage import artifacts_dir_for, create_artifact_store
+
+        self.opts = opts
+        space = get_space(opts.space)
+        self.space = space.with_epochs(opts.epochs) if opts.epochs else space
+        self.data = read_train(opts.data, skip_bad=opts.skip_bad, crop=opts.crop, cache_dir=opts.cache)
+        self.labels = self.data.labels(TRUE_OLD_AGE)
+        self.artifacts_dir = artifacts_dir_for(opts.storage, opts.artifacts)
+        self.store = create_artifact_store(self.artifacts_dir)
+        self._folds: list[tuple[np.ndarray, np.ndarray]] | None = None
+        # What a resumed search must share with the study (maskopt.search.study checks it).
+        self.study_attrs: dict[str, Any] = {
+            "data_fingerprint": self.data.fingerprint(),
+            "n_folds": opts.folds,
+            "space": self.space.name,
+            "epochs": self.space.epochs,
+            "crop": opts.crop,
+            "report": opts.report,
+            "n_images": len(self.data.records),
+        }
+
+    def folds(self, fold_seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        from maskopt.trainer.folds import create_folds
+
+        if self._folds is None:
+            self._folds = create_folds(self.data.strata(), self.data.groups(), self.opts.folds, fold_seed)
+        return self._folds
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        import optuna
+
+        from maskopt.trainer.config import config_to_dict
+
+        started = time.perf_counter()
+        fold_seed = int(trial.study.user_attrs["fold_seed"])
+        cfg = replace(self.space.suggest(trial), seed=fold_seed)
+        trial.set_user_attr("config", json.dumps(config_to_dict(cfg)))
+        folds = self.folds(fold_seed)
+        progress: dict[str, Any] = {"epochs_run": 0}
+        try:
+            if self.opts.report == "fold":
+                results = self._run_fold_major(trial, cfg, folds, progress)
+            else:
+                results = self._run_interleaved(trial, cfg, folds, progress)
+        except optuna.TrialPruned:
+            trial.set_user_attr("epochs_run", progress["epochs_run"])
+            trial.set_user_attr("duration_s", round(time.perf_counter() - started, 2))
+            raise
+        finally:
+            gc.collect()
+        return self._finish(trial, cfg, results, progress, started)
+
+    # -- the two reporting schedules -------------------------------------------------------
+
+    def _run_interleaved(self, trial, cfg, folds, progress) -> list:
+        """step = epoch, value = mean over folds of each fold's best-so-far F1 (monotone)."""
+        import optuna
+
+        from maskopt.trainer.loop import FoldRun
+
+        runs = []
+        try:
+            for train_idx, val_idx in folds:
+                runs.append(FoldRun(cfg, self.data, train_idx, val_idx, device=self.opts.device))
+            best = [float("-inf")] * len(runs)
+            for epoch in range(1, cfg.epochs + 1):
+                for i, run in enumerate(runs):
+                    row = run.run_epoch()
+                    best[i] = max(best[i], float(row["val_f1"]))
+                    progress["epochs_run"] += 1
+                value = float(np.mean(best))
+                trial.report(value, epoch)
+                if trial.should_prune():
+                    trial.set_user_attr("fold_f1", [round(b, 6) for b in best])
+                    raise optuna.TrialPruned(
+                        f"epoch {epoch}: mean of the folds' best F1 {value:.4f} is below the median"
+                    )
+            return [run.result() for run in runs]
+        finally:
+            for run in runs:
+                run.close()
+
+    def _run_fold_major(self, trial, cfg, folds, progress) -> list:
+        """step = fold index, value = that fold's best F1 (for the Wilcoxon pruner)."""
+        import optuna
+
+        from maskopt.trainer.loop import FoldRun
+
+        results = []
+        for k, (train_idx, val_idx) in enumerate(folds):
+            run = FoldRun(cfg, self.data, train_idx, val_idx, device=self.opts.device)
+            try:
+                for _ in range(cfg.epochs):
+                    run.run_epoch()
+                    progress["epochs_run"] += 1
+                results.append(run.result())
+            finally:
+                run.close()
+            trial.report(float(results[-1].best_f1), k)
+            if trial.should_prune():
+                trial.set_user_attr("fold_f1", [round(float(r.best_f1), 6) for r in results])
+                raise optuna.TrialPruned(f"fold {k}: worse than the best trial on the same folds")
+        return results
+
+    # -- after the last fold ---------------------------------------------------------------
+
+    def _finish(self, trial, cfg: TrainConfig, results: list, progress: dict, started: float) -> float:
+        from maskopt.trainer.metrics import compute_metrics, macro_f1
+
+        n = len(self.labels)
+        probs = np.zeros((n, 18), dtype=np.float32)
+        seen = np.zeros(n, dtype=bool)
+        for r in results:
+            probs[r.val_index] = r.val_probs
+            seen[r.val_index] = True
+        if not seen.all():  # the folds must cover every image exactly once
+            raise RuntimeError(f"out-of-fold predictions cover {seen.sum()} of {n} images.")
+        value = macro_f1(self.labels, probs.argmax(axis=1))
+        metrics = compute_metrics(self.labels, probs)
+        trial.set_user_attr("fold_f1", [round(float(r.best_f1), 6) for r in results])
+        trial.set_user_attr("fold_best_epoch", [int(r.best_epoch) for r in results])
+        trial.set_user_attr("class_f1", [round(float(f), 6) for f in metrics["class_f1"]])
+        trial.set_user_attr("epochs_run", progress["epochs_run"])
+        trial.set_user_attr("images_per_s", round(float(np.mean([r.images_per_s for r in results])), 1))
+        with tempfile.TemporaryDirectory(prefix="maskopt-trial-") as tmp:
+            trial.set_user_attr("oof_artifact", self._upload_oof(trial, Path(tmp), probs))
+            models: list[str] = []
+            if enters_top_k(trial.study, value, self.opts.keep_models):
+                models = self._upload_models(trial, Path(tmp), cfg, results)
+            trial.set_user_attr("model_artifacts", models)
+        trial.set_user_attr("duration_s", round(time.perf_counter() - started, 2))
+        return value
+
+    def _upload_oof(self, trial, tmp: Path, probs: np.ndarray) -> str:
+        from optuna.artifacts import upload_artifact
+
+        path = tmp / f"oof_trial{trial.number}.npz"
+        np.savez_compressed(path, probs=probs, labels=self.labels)
+        return upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=trial)
+
+    def _upload_models(self, trial, tmp: Path, cfg: TrainConfig, results: list) -> list[str]:
+        from optuna.artifacts import upload_artifact
+
+        from maskopt.trainer.checkpoint import save_checkpoint
+
+        ids = []
+        for k, r in enumerate(results):
+            path = tmp / f"model_trial{trial.number}_fold{k}.pt"
+            save_checkpoint(path, r.state_dict, cfg, fold=k, trial=trial.number,
+                            best_f1=float(r.best_f1), best_epoch=int(r.best_epoch))
+            ids.append(upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=trial))
+            os.unlink(path)
+        return ids
+
+
+def create_objective(opts: SearchOptions) -> KFoldObjective:
+    return KFoldObjective(opts)

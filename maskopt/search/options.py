@@ -1,0 +1,96 @@
+"""`SearchOptions`: everything one `maskopt search` run is told (picklable: workers get a copy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from maskopt.errors import ConfigError
+
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp")
+PRUNERS = ("median", "wilcoxon", "hyperband", "none")
+
+# The objective factory a worker imports: "module:function", called as factory(opts) and
+# returning an object with `study_attrs` (dict) and `__call__(trial) -> float`. Tests of the
+# worker machinery point it at a fast fake; the search always runs the k-fold objective.
+KFOLD_OBJECTIVE = "maskopt.search.objective:create_objective"
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    # data
+    data: Path = Path("data")
+    crop: str = "center"
+    cache: Path | None = None
+    skip_bad: bool = False
+    # what to search
+    space: str = "default"  # built-in space name or a .yaml/.yml/.toml file
+    trials: int = 20  # finished (COMPLETE + PRUNED) trials the study should hold, all workers
+    folds: int = 5
+    epochs: int | None = None  # None: the space's epochs
+    # where
+    study: str = "maskopt"
+    storage: str = "sqlite:///maskopt.db"
+    artifacts: Path | None = None  # None: beside the SQLite file
+    # how
+    sampler: str = "tpe"
+    pruner: str = "median"
+    startup_trials: int = 5  # trials run in full before the pruner may stop any
+    warmup_steps: int = 1  # steps (epochs, or folds for wilcoxon) reported before pruning a trial
+    seed: int | None = None  # sampler seed (worker i uses seed + i); also the fold seed
+    timeout: float | None = None  # seconds, per worker
+    keep_models: int = 5  # fold models kept for the top K trials
+    device: str = "auto"
+    # workers
+    workers: int = 1
+    gpus: tuple[str, ...] = ()  # one worker per listed GPU (CUDA_VISIBLE_DEVICES)
+    heartbeat: int | None = None  # seconds; None: $MASKOPT_HEARTBEAT or 30
+    objective: str = KFOLD_OBJECTIVE
+
+    def __post_init__(self) -> None:
+        def bad(key: str, value: object, allowed: str) -> ConfigError:
+            return ConfigError(f"--{key}: expected {allowed}, but got {value!r}.")
+
+        if self.sampler not in SAMPLERS:
+            raise bad("sampler", self.sampler, "one of " + ", ".join(SAMPLERS))
+        if self.pruner not in PRUNERS:
+            raise bad("pruner", self.pruner, "one of " + ", ".join(PRUNERS))
+        if self.trials < 1:
+            raise bad("trials", self.trials, "a whole number >= 1")
+        if self.folds < 2:
+            raise bad("folds", self.folds, "a whole number >= 2")
+        if self.epochs is not None and self.epochs < 1:
+            raise bad("epochs", self.epochs, "a whole number >= 1")
+        if self.startup_trials < 0:
+            raise bad("startup-trials", self.startup_trials, "a whole number >= 0")
+        if self.warmup_steps < 0:
+            raise bad("warmup-steps", self.warmup_steps, "a whole number >= 0")
+        if self.keep_models < 0:
+            raise bad("keep-models", self.keep_models, "a whole number >= 0")
+        if self.workers < 1:
+            raise bad("workers", self.workers, "a whole number >= 1")
+        if self.timeout is not None and self.timeout <= 0:
+            raise bad("timeout", self.timeout, "seconds > 0")
+        if self.heartbeat is not None and self.heartbeat < 1:
+            raise bad("heartbeat", self.heartbeat, "whole seconds >= 1")
+        if self.gpus and self.workers not in (1, len(self.gpus)):
+            raise bad("workers", self.workers, f"1 or {len(self.gpus)} (one per GPU in --gpus)")
+
+    @property
+    def n_workers(self) -> int:
+        return len(self.gpus) if self.gpus else self.workers
+
+    @property
+    def report(self) -> str:
+        """What a pruning step is: "fold" for the Wilcoxon pruner, "epoch" for the rest."""
+        return "fold" if self.pruner == "wilcoxon" else "epoch"
+
+
+def parse_gpus(text: str | None) -> tuple[str, ...]:
+    """'0,1' -> ('0', '1'); ConfigError for anything but a comma-separated list of GPU ids."""
+    if not text:
+        return ()
+    ids = tuple(part.strip() for part in text.split(","))
+    if not all(i.isdigit() for i in ids) or len(set(ids)) != len(ids):
+        raise ConfigError(f"--gpus: expected distinct GPU numbers such as 0,1, but got {text!r}.")
+    return ids
