@@ -170,50 +170,54 @@ def load_cache(
 ) -> tuple[np.ndarray, CacheInfo]:
     """(N, 5W/4, W, 3) uint8 read-only memmap of ``paths`` prepared by ``prepare_image``, and
     how it was obtained. Built on first use (atomic, under a file lock), reused after."""
-    from filelock import FileLock
+    from filelock import FileLock, Timeout
 
     check_crop(crop)
     image_shape(image_size)
-    paths = [Path(p) for p in paths]
-    if not paths:
+    files = [Path(p) for p in paths]
+    if not files:
         raise DataError("no images to cache")
     try:
-        set_id, key = cache_key(paths, image_size, crop)
+        set_id, key = cache_key(files, image_size, crop)
     except FileNotFoundError as err:
         raise DataError(f"an image disappeared since the data was read: {err.filename}") from None
     cache_dir = Path(cache_dir)
     # one file per data set, crop and size; a changed source replaces it (same stem)
     stem = f"{name}_{crop}_{image_size}_{set_id}"
     target = cache_dir / f"{stem}_{key}.npy"
-    arr = _open(target, len(paths), image_size)
+    arr = _open(target, len(files), image_size)
     if arr is not None:
-        return arr, CacheInfo(target, len(paths), False, 0.0, _fallbacks(target))
+        return arr, CacheInfo(target, len(files), False, 0.0, _fallbacks(target))
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(cache_dir / f"{stem}.lock"))
-        lock.acquire()
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log.info("waiting for another process to finish building %s", target.name)
+            lock.acquire()
     except OSError as err:
         raise MaskoptError(
             f"cannot write the image cache in {cache_dir} ({err.strerror or err}); "
             "pass --cache DIR with a writable folder"
         ) from None
     try:
-        arr = _open(target, len(paths), image_size)  # another process built it while we waited
+        arr = _open(target, len(files), image_size)  # another process built it while we waited
         if arr is not None:
-            return arr, CacheInfo(target, len(paths), False, 0.0, _fallbacks(target))
+            return arr, CacheInfo(target, len(files), False, 0.0, _fallbacks(target))
         # Holding the lock: any temp file or other key of this stem is stale (a killed
         # run, or sources that changed since). Remove them so the folder does not grow.
         for old in cache_dir.glob(f"{stem}_*"):
             old.unlink(missing_ok=True)
         start = time.perf_counter()
-        fallbacks = _build(paths, image_size, crop, target, progress)
+        fallbacks = _build(files, image_size, crop, target, progress)
         seconds = time.perf_counter() - start
     finally:
         lock.release()
-    log.info("built image cache %s: %d images in %.1fs", target, len(paths), seconds)
-    arr = _open(target, len(paths), image_size)
+    log.info("built image cache %s: %d images in %.1fs", target, len(files), seconds)
+    arr = _open(target, len(files), image_size)
     assert arr is not None, f"cache {target} missing right after it was built"
-    return arr, CacheInfo(target, len(paths), True, seconds, fallbacks)
+    return arr, CacheInfo(target, len(files), True, seconds, fallbacks)
 
 
 def cached_images(

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CSV_COLUMNS = ("id", "gender", "race", "age", "path")
 MAX_AGE = 120
+_EXPECTED_FILES = "mask1..mask5, incorrect_mask, normal as .jpg/.jpeg/.png"
 _MAX_LISTED = 200  # problems shown in full; a broken copy of 18,900 files would flood the terminal
 
 
@@ -93,20 +94,11 @@ class _Person:
     where: str  # how problems name this person: "train.csv row 3" or the folder
 
 
-def _people_from_csv(csv_path: Path, images: Path, problems: dict[str, list[str]]) -> list[_Person]:
+def _people_from_csv(
+    csv_path: Path, images: Path, problems: dict[str, list[str]], unlisted: set[str]
+) -> list[_Person]:
     people: list[_Person] = []
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DataError(
-                    f"{csv_path}: missing column(s) {', '.join(missing)}; "
-                    f"expected {','.join(CSV_COLUMNS)}, found {','.join(reader.fieldnames or [])}"
-                )
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DataError(f"{csv_path}: cannot read ({err})") from None
+    rows = _read_csv(csv_path, CSV_COLUMNS)
     listed = set()
     for n, row in enumerate(rows, start=2):  # line 1 is the header
         where = f"train.csv line {n} ({row.get('path') or row.get('id')})"
@@ -127,6 +119,7 @@ def _people_from_csv(csv_path: Path, images: Path, problems: dict[str, list[str]
         people.append(_Person(folder, (row["id"] or "").strip(), gender or 0, age or 0, where))
     for d in _person_dirs(images):
         if d.name not in listed:
+            unlisted.add(d.name)
             problems.setdefault(d.name, []).append(
                 f"images/{d.name}: folder is not in train.csv (renamed? add a row or remove it)"
             )
@@ -184,9 +177,7 @@ def _person_files(images: Path, person: _Person, problems: dict[str, list[str]])
             continue
         stem, suffix = f.stem, f.suffix.lower()
         if stem not in MASK_FILES or suffix not in IMAGE_SUFFIXES or not f.is_file():
-            bad.append(
-                f"extra file {f.name} (expected mask1..mask5, incorrect_mask, normal as .jpg/.jpeg/.png)"
-            )
+            bad.append(f"extra file {f.name} (expected {_EXPECTED_FILES})")
         elif stem in found:
             bad.append(f"two files for {stem}: {found[stem].name} and {f.name}")
         else:
@@ -212,7 +203,7 @@ def _raise_or_skip(problems: dict[str, list[str]], what: str, skip_bad: bool) ->
 
 
 class TrainSet:
-    """The train images of a data folder, one `Record` each, sorted by (person folder, file stem)."""
+    """The train images of a data folder: one `Record` each, sorted by (person folder, stem)."""
 
     def __init__(
         self,
@@ -237,7 +228,8 @@ class TrainSet:
         return len(self.records)
 
     def __repr__(self) -> str:
-        return f"TrainSet({self.root}, {len(self.records)} images, {self.n_people} people, crop={self.crop!r})"
+        n, people = len(self.records), self.n_people
+        return f"TrainSet({self.root}, {n} images, {people} people, crop={self.crop!r})"
 
     @property
     def n_people(self) -> int:
@@ -351,9 +343,10 @@ def read_train(
             f"{where}: expected train/train.csv and train/images/<id>_<gender>_<race>_<age>/"
         )
     problems: dict[str, list[str]] = {}
+    unlisted: set[str] = set()  # folders with no train.csv row: reported, never read
     csv_path = train / "train.csv"
     if csv_path.is_file():
-        people = _people_from_csv(csv_path, images, problems)
+        people = _people_from_csv(csv_path, images, problems, unlisted)
     else:
         people = _people_from_folders(images, problems)
 
@@ -391,15 +384,19 @@ def read_train(
         if p.folder not in problems
         for stem in sorted(MASK_FILES)
     ]
-    skipped = len(problems)
+    skipped = len(set(problems) - unlisted)
     if not records:
         raise DataError(
             f"no usable people in {images}"
             + (f" ({skipped} skipped for problems)" if skipped else "")
-            + ": expected folders <id>_<gender>_<race>_<age>/ with mask1..mask5, incorrect_mask, normal"
+            + f": expected folders <id>_<gender>_<race>_<age>/ with {_EXPECTED_FILES}"
         )
-    if skipped:
-        log.warning("skipped %d person folder(s) with problems (--skip-bad)", skipped)
+    if skipped or unlisted:
+        log.warning(
+            "--skip-bad: left out %d person(s) with problems and %d folder(s) not in train.csv",
+            skipped,
+            len(unlisted),
+        )
     return TrainSet(root, records, crop, Path(cache_dir) if cache_dir else None, skipped, progress)
 
 
@@ -443,15 +440,19 @@ class EvalSet:
 
 
 def _read_csv(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
+    """Rows of a CSV file that must have ``columns``; DataError says what was found instead."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            found = list(reader.fieldnames or [])
+            missing = [c for c in columns if c not in found]
             if missing:
                 raise DataError(
-                    f"{path}: missing column(s) {', '.join(missing)}; found {','.join(reader.fieldnames or [])}"
+                    f"{path}: missing column(s) {', '.join(missing)}; "
+                    f"expected {','.join(columns)}, found {','.join(found) or 'no header'}"
                 )
-            return list(reader)
+            # a short row gives None for its missing cells: make them empty strings
+            return [{k: (v or "") for k, v in row.items() if k is not None} for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"{path}: cannot read ({err})") from None
 
@@ -463,7 +464,7 @@ def read_eval(
     cache_dir: Path | str | None = None,
     progress: bool = True,
 ) -> EvalSet | None:
-    """The eval set of ``data_dir`` (None when there is no eval/ folder); DataError lists problems."""
+    """The eval set of ``data_dir`` (None without an eval/ folder); DataError lists problems."""
     check_crop(crop)
     root = _check_root(data_dir)
     folder = root / "eval"
