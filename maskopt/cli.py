@@ -229,6 +229,163 @@ def _best_export(console, study, storage, artifacts, top, out, vote, retrain, tt
                       + (f"  (members alone: {members})" if len(rep.heldout_member_f1) > 1 else ""))
 
 
+@app.command()
+@friendly
+def search(
+    trials: Annotated[
+        int, typer.Option("--trials", help="Finished (complete + pruned) trials the study should hold, over all workers.")
+    ] = 20,
+    space: Annotated[str, typer.Option("--space", help="Search space: cpu, default, or a .yaml/.toml file.")] = "default",
+    folds: Annotated[int, typer.Option("--folds", help="k of the k-fold CV (fixed per study).")] = 5,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs per fold (default: the space's).")] = None,
+    study: StudyOpt = "maskopt",
+    storage: StorageOpt = DEFAULT_STORAGE,
+    artifacts: ArtifactsOpt = None,
+    sampler: Annotated[str, typer.Option("--sampler", help="tpe | random | grid | cmaes | gp.")] = "tpe",
+    pruner: Annotated[str, typer.Option("--pruner", help="median | wilcoxon | hyperband | none.")] = "median",
+    startup_trials: Annotated[
+        int, typer.Option("--startup-trials", help="Trials run in full before the pruner may stop one.")
+    ] = 5,
+    warmup_steps: Annotated[
+        int, typer.Option("--warmup-steps", help="Steps (epochs; folds for wilcoxon) before a trial may be pruned.")
+    ] = 1,
+    seed: Annotated[int | None, typer.Option("--seed", help="Sampler seed (worker i: seed+i) and fold seed.")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Stop starting trials after this many seconds.")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes on this machine.")] = 1,
+    gpus: Annotated[str | None, typer.Option("--gpus", help="One worker per GPU, e.g. 0,1.")] = None,
+    keep_models: Annotated[
+        int, typer.Option("--keep-models", help="Keep the fold models of the best K trials (0: none).")
+    ] = 5,
+    heartbeat: Annotated[
+        int | None, typer.Option("--heartbeat", help="Seconds between a running trial's heartbeats (default 30).")
+    ] = None,
+    data: DataOpt = DEFAULT_DATA,
+    crop: CropOpt = "center",
+    cache: CacheOpt = None,
+    skip_bad: SkipBadOpt = False,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Run (or resume) an Optuna study: k-fold trials, pruning, fold models of the best kept."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from maskopt.search import SearchOptions, run_search
+    from maskopt.search.options import parse_gpus
+
+    opts = SearchOptions(
+        data=data, crop=crop, cache=cache, skip_bad=skip_bad, space=space, trials=trials, folds=folds,
+        epochs=epochs, study=study, storage=storage, artifacts=artifacts, sampler=sampler, pruner=pruner,
+        startup_trials=startup_trials, warmup_steps=warmup_steps, seed=seed, timeout=timeout,
+        keep_models=keep_models, device=device, workers=workers, gpus=parse_gpus(gpus), heartbeat=heartbeat,
+    )
+    console = Console()
+    s = run_search(opts, console=console)
+    table = Table(title=f"study {s.study!r}: {s.finished}/{s.trials_wanted} finished in {s.wall_s:.0f} s, "
+                        f"{s.total_epochs} fold-epochs trained")
+    for col, just in [("trial", "right"), ("state", "left"), ("macro F1", "right"), ("epochs", "right"),
+                      ("seconds", "right"), ("note", "left")]:
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    colour = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red"}
+    for r in s.trials:
+        star = " *" if r.number == s.best_number else ""
+        table.add_row(str(r.number) + star, f"[{colour.get(r.state, 'white')}]{r.state.lower()}[/]",
+                      _fmt(r.value), "-" if r.epochs_run is None else str(r.epochs_run),
+                      _fmt(r.duration_s, 1), r.note)
+    console.print(table)
+    counts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(s.counts.items()))
+    console.print(f"trials: {counts}")
+    if s.best_number is not None:
+        console.print(f"[bold]best: trial {s.best_number}, macro F1 {s.best_value:.4f}[/bold]  "
+                      f"(storage {s.storage}, artifacts {s.artifacts_dir})")
+    for p in s.problems:
+        console.print(f"[red]problem: {p}[/red]")
+    if s.interrupted:
+        console.print("interrupted: the running trial is marked FAIL (it does not count) and its config "
+                      "is queued again; run the same command to resume.")
+        raise typer.Exit(130)
+    if s.problems and s.finished < s.trials_wanted:
+        raise typer.Exit(1)
+    console.print("next: maskopt best   (then maskopt best --export)")
+
+
+spaces_app = typer.Typer(help="Search spaces: list them, or show one.", no_args_is_help=False,
+                         invoke_without_command=True)
+app.add_typer(spaces_app, name="spaces")
+
+
+@spaces_app.callback()
+@friendly
+def spaces(ctx: typer.Context) -> None:
+    """List the built-in search spaces (show one: maskopt spaces show NAME)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from maskopt.spaces import list_spaces
+
+    table = Table(title="search spaces (--space NAME, or a .yaml/.toml file)")
+    for col in ("name", "epochs", "sampled keys", "description"):
+        table.add_column(col)
+    for sp in list_spaces():
+        sampled = sum(p.kind != "fixed" for p in sp.params)
+        table.add_row(sp.name, str(sp.epochs), str(sampled), sp.description)
+    Console().print(table)
+    typer.echo("show one: maskopt spaces show NAME (or FILE)")
+
+
+@spaces_app.command("show")
+@friendly
+def spaces_show(name: Annotated[str, typer.Argument(help="A built-in space name or a .yaml/.toml file.")]) -> None:
+    """Print one space: each key's distribution or fixed value."""
+    from maskopt.spaces import get_space
+
+    typer.echo(get_space(name).describe())
+
+
+@app.command()
+@friendly
+def studies(storage: StorageOpt = DEFAULT_STORAGE) -> None:
+    """The studies in a storage: trials by state, best value, last activity."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from maskopt.studies.listing import list_studies
+
+    infos = list_studies(storage)
+    if not infos:
+        typer.echo(f"no studies in {storage} yet (maskopt search creates one).")
+        return
+    table = Table(title=f"studies in {storage}")
+    for col, just in [("study", "left"), ("done", "right"), ("pruned", "right"), ("fail", "right"),
+                      ("run", "right"), ("best F1", "right"), ("trial", "right"),
+                      ("space", "left"), ("k", "right"), ("last activity", "left")]:
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for i in infos:
+        c = i.counts
+        table.add_row(i.name, str(c.get("COMPLETE", 0)), str(c.get("PRUNED", 0)), str(c.get("FAIL", 0)),
+                      str(c.get("RUNNING", 0) + c.get("WAITING", 0)), _fmt(i.best_value),
+                      "-" if i.best_trial is None else str(i.best_trial), i.space or "-",
+                      "-" if i.n_folds is None else str(i.n_folds),
+                      i.last_activity.strftime("%m-%d %H:%M") if i.last_activity else "-")
+    Console().print(table)
+
+
+@app.command()
+@friendly
+def dashboard(
+    storage: StorageOpt = DEFAULT_STORAGE,
+    artifacts: ArtifactsOpt = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
+) -> None:
+    """Start optuna-dashboard on the storage and the artifact folder (Ctrl-C stops it)."""
+    from maskopt.studies.listing import dashboard_url, serve_dashboard
+
+    typer.echo(f"optuna-dashboard on {storage}: {dashboard_url(host, port)}  (Ctrl-C stops it)")
+    serve_dashboard(storage, artifacts, host, port)
+
+
 def main() -> None:
     """Console entry point."""
     app()
