@@ -69,7 +69,8 @@ def center_box(width: int, height: int) -> tuple[int, int, int, int]:
 def _cascade() -> cv2.CascadeClassifier:
     cascade = getattr(_local, "cascade", None)
     if cascade is None:
-        path = Path(cv2.data.haarcascades)  # type: ignore[attr-defined] / "haarcascade_frontalface_default.xml"
+        cascades = Path(cv2.data.haarcascades)  # type: ignore[attr-defined]
+        path = cascades / "haarcascade_frontalface_default.xml"
         cascade = cv2.CascadeClassifier(str(path))
         if cascade.empty():  # opencv 5 wheels ship no cascades (pyproject pins <5)
             raise ConfigError(f"--crop face needs OpenCV's Haar cascade, but {path} is missing.")
