@@ -9,7 +9,9 @@ applies it to the uint8 batch on the device, which is cheaper than per image.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -23,21 +25,34 @@ STRENGTHS = (0, 1, 2, 3)
 
 
 class Augment:
-    """Picklable HWC uint8 -> HWC uint8 callable (DataLoader workers get a copy)."""
+    """Picklable HWC uint8 -> HWC uint8 callable (DataLoader workers get a copy).
 
-    def __init__(self, strength: int, compose) -> None:
+    albumentations' Compose carries its own RNG, which a forked or spawned worker inherits
+    unchanged: every worker would then draw the same augmentations. So the first call in a
+    new process reseeds from ``torch.initial_seed()``, which the DataLoader sets to
+    base_seed + worker_id: distinct per worker, reproducible when torch is seeded.
+    """
+
+    def __init__(self, strength: int, compose: Any) -> None:
         self.strength = strength
         self.compose = compose
+        self._pid = os.getpid()
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
+        if os.getpid() != self._pid:
+            self._pid = os.getpid()
+            torch = sys.modules.get("torch")
+            self.compose.set_random_seed(torch.initial_seed() % 2**32 if torch else None)
         return self.compose(image=image)["image"]
 
     def __repr__(self) -> str:
         return f"Augment(strength={self.strength}, {self.compose!r})"
 
 
-def create_augment(strength: int) -> Callable[[np.ndarray], np.ndarray] | None:
-    """The pipeline of ``strength`` 0..3; None for 0 (nothing to do)."""
+def create_augment(
+    strength: int, seed: int | None = None
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The pipeline of ``strength`` 0..3 (None for 0: nothing to do); ``seed`` makes it repeat."""
     if strength not in STRENGTHS:
         raise ConfigError(f"augment must be one of 0, 1, 2, 3, but got augment={strength!r}.")
     if strength == 0:
@@ -76,4 +91,4 @@ def create_augment(strength: int) -> Callable[[np.ndarray], np.ndarray] | None:
                 p=0.5,
             ),
         ]
-    return Augment(strength, A.Compose(steps))
+    return Augment(strength, A.Compose(steps, seed=seed))
