@@ -29,24 +29,32 @@ class Augment:
 
     albumentations' Compose carries its own RNG, which a forked or spawned worker inherits
     unchanged: every worker would then draw the same augmentations. So the first call in a
-    new process reseeds from ``torch.initial_seed()``, which the DataLoader sets to
-    base_seed + worker_id: distinct per worker, reproducible when torch is seeded.
+    new process reseeds from ``torch.initial_seed()`` (the DataLoader sets it to
+    base_seed + worker_id: distinct per worker, repeatable when torch is seeded), unless
+    ``set_random_seed`` was called in that process (a caller seeding each batch itself).
     """
 
     def __init__(self, strength: int, compose: Any) -> None:
         self.strength = strength
-        self.compose = compose
+        self._compose = compose
+        self._pid = os.getpid()  # the process whose seeding the RNG reflects
+
+    def set_random_seed(self, seed: int | None) -> None:
+        self._compose.set_random_seed(seed)
         self._pid = os.getpid()
+
+    @property
+    def transforms(self) -> list[str]:
+        return [type(t).__name__ for t in self._compose.transforms]
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if os.getpid() != self._pid:
-            self._pid = os.getpid()
             torch = sys.modules.get("torch")
-            self.compose.set_random_seed(torch.initial_seed() % 2**32 if torch else None)
-        return self.compose(image=image)["image"]
+            self.set_random_seed(torch.initial_seed() % 2**32 if torch else None)
+        return self._compose(image=image)["image"]
 
     def __repr__(self) -> str:
-        return f"Augment(strength={self.strength}, {self.compose!r})"
+        return f"Augment(strength={self.strength}, {self._compose!r})"
 
 
 def create_augment(

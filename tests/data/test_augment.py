@@ -20,7 +20,7 @@ def _image(seed: int = 0) -> np.ndarray:
 
 
 def _names(aug) -> list[str]:
-    return [type(t).__name__ for t in aug.compose.transforms]
+    return aug.transforms
 
 
 def test_strength_zero_is_none_and_bad_strength_is_a_config_error() -> None:
@@ -83,13 +83,16 @@ def test_seed_repeats_the_same_augmentations() -> None:
 class _Repeat:
     """The same image 8 times, augmented in the loader's workers."""
 
-    def __init__(self, aug) -> None:
+    def __init__(self, aug, seed_each: int | None = None) -> None:
         self.aug = aug
+        self.seed_each = seed_each
 
     def __len__(self) -> int:
         return 8
 
     def __getitem__(self, i: int) -> np.ndarray:
+        if self.seed_each is not None:  # a caller that seeds every item itself
+            self.aug.set_random_seed(self.seed_each + i)
         return self.aug(_image())
 
 
@@ -105,3 +108,17 @@ def test_dataloader_workers_draw_different_augmentations() -> None:
     torch.manual_seed(0)
     again = [batch.numpy() for batch in DataLoader(_Repeat(aug), batch_size=4, num_workers=2)]
     np.testing.assert_array_equal(again[0], first)  # and a seeded run repeats
+
+
+def test_explicit_seeding_in_a_worker_is_kept() -> None:
+    aug = create_augment(3)
+    from torch.utils.data import DataLoader
+
+    seeded = [
+        b.numpy() for b in DataLoader(_Repeat(aug, seed_each=100), batch_size=4, num_workers=2)
+    ]
+    alone = [
+        b.numpy() for b in DataLoader(_Repeat(aug, seed_each=100), batch_size=4, num_workers=0)
+    ]
+    for got, want in zip(seeded, alone, strict=True):
+        np.testing.assert_array_equal(got, want)  # same seeds -> same images, any worker
