@@ -11,6 +11,7 @@ PostgreSQL URL instead.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ SQLITE_BUSY_TIMEOUT_S = 60
 # Seconds between heartbeats of a running trial; a trial silent for 2x this is failed and
 # retried. MASKOPT_HEARTBEAT (seconds) overrides it, for tests that kill workers.
 DEFAULT_HEARTBEAT_S = 30
+_OPEN_ATTEMPTS = 5
 
 
 def heartbeat_interval(value: int | None = None) -> int:
@@ -121,11 +123,25 @@ def create_storage(
         kwargs = dict(heartbeat_interval=seconds, grace_period=2 * seconds,
                       heartbeat_stale_trial_callback=stale)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-    except Exception as err:  # driver errors have many types; all mean "cannot open storage"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StudyError(f"cannot open storage {url!r}: {first}") from None
+    # Processes that open a new database at the same moment race to create its tables
+    # ("table studies already exists"): SQLite openers take turns on a file lock, and any
+    # opener tries again after a moment (by then the tables are there).
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            if path is not None:
+                from filelock import FileLock
+
+                with FileLock(str(path) + ".lock", timeout=SQLITE_BUSY_TIMEOUT_S):
+                    return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+            return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        except Exception as err:  # driver errors have many types; all mean "cannot open storage"
+            text = str(err).strip()
+            if "already exists" in text and attempt + 1 < _OPEN_ATTEMPTS:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            first = text.splitlines()[0] if text else type(err).__name__
+            raise StudyError(f"cannot open storage {url!r}: {first}") from None
+    raise AssertionError("unreachable")
 
 
 def artifacts_dir_for(url: str, artifacts: str | os.PathLike | None) -> Path:
