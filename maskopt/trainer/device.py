@@ -1,0 +1,99 @@
+"""Which device runs the model, what it is fed, and a clear error when it runs out of memory."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from maskopt.errors import ConfigError, MaskoptError
+
+if TYPE_CHECKING:
+    import torch
+
+    from maskopt.trainer.config import TrainConfig
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class DeviceOutOfMemory(MaskoptError):
+    """The model, batch and images do not fit in the device's memory."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """auto: CUDA if there, else MPS if there, else CPU. `cuda:1` picks a GPU."""
+    import torch
+
+    kind = str(name).split(":")[0]
+    if kind not in DEVICES:
+        raise ConfigError(f"device: expected one of {', '.join(DEVICES)} (or cuda:N), but got {name!r}.")
+    if kind == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {name!r} asked for, but CUDA is not available on this machine.")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"device: {name!r} asked for, but MPS is not available on this machine.")
+    try:
+        return torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"device: {name!r} is not a device name ({err}).") from None
+
+
+def is_oom(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, torch.cuda.OutOfMemoryError) or (
+        isinstance(err, RuntimeError) and "out of memory" in str(err)
+    )
+
+
+@contextlib.contextmanager
+def oom_as_error(cfg: TrainConfig, device: torch.device) -> Iterator[None]:
+    """Turn a device out-of-memory into one line naming the config and what to lower."""
+    try:
+        yield
+    except Exception as err:
+        if not is_oom(err):
+            raise
+        raise DeviceOutOfMemory(
+            f"out of memory on {device} training backbone={cfg.backbone!r}, "
+            f"image_size={cfg.image_size}, batch_size={cfg.batch_size}: lower batch_size "
+            f"(raise grad_accum to keep the effective batch), image_size, or use a smaller backbone."
+        ) from None
+
+
+def amp_dtype(device: torch.device):
+    """bf16 autocast on CUDA (no loss scaling needed); full precision elsewhere."""
+    import torch
+
+    return torch.bfloat16 if device.type == "cuda" else None
+
+
+def to_input(batch_uint8: torch.Tensor, device: torch.device, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """NHWC uint8 (CPU, ideally pinned) -> normalised float NCHW on `device`.
+
+    Normalising on the device keeps the loader's work (and the copy) at one byte a pixel.
+    On CUDA the result is channels_last, which convolutions run faster in.
+    """
+    import torch
+
+    x = batch_uint8.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+    x = x.div_(255.0).sub_(mean).div_(std)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def norm_tensors(device: torch.device):
+    """MEAN and STD of the data layer as (1, 3, 1, 1) tensors on `device`."""
+    import torch
+
+    from maskopt.data.augment import MEAN, STD
+
+    mean = torch.tensor(MEAN, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    return mean, std

@@ -1,0 +1,370 @@
+"""The fit / validate loop: `FoldRun` trains one model epoch by epoch, `fit` runs it to the end.
+
+Data path: the training part comes from `TrainSet.images(cfg.image_size)` (a uint8
+memmap, already cropped and resized). Each loader item is a whole batch: rows picked
+from the memmap, augmented per image, stacked; the uint8 batch crosses to the device
+(pinned, non-blocking on CUDA) and is normalised there. Validation always scores the
+TRUE labels (old age 60); training targets use `cfg.old_age`.
+
+Repeatable on the CPU: the model is initialised from `cfg.seed`, batch order and
+augmentation are seeded per (seed, epoch, batch), and each FoldRun keeps its own torch
+RNG state, so folds interleaved epoch by epoch (as the search does) train exactly as
+they would alone.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from maskopt.data.labels import OLD_AGE
+from maskopt.errors import ConfigError
+from maskopt.trainer.config import TrainConfig
+from maskopt.trainer.metrics import macro_f1
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class FitResult:
+    best_f1: float | None  # macro F1 on the validation part at the best epoch (None: no validation)
+    best_epoch: int  # 1-based: epochs trained when the best was reached (= epochs when full)
+    epochs_run: int
+    history: list[dict]  # one dict per epoch (see FoldRun.run_epoch)
+    val_index: np.ndarray | None  # indices into the TrainSet
+    val_probs: np.ndarray | None  # (n_val, 18) float32 at the best epoch
+    state_dict: dict  # best weights, CPU tensors
+    config: TrainConfig
+    images_per_s: float  # training throughput, mean over epochs
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+
+def _batch_seed(seed: int, epoch: int, batch: int) -> int:
+    # a distinct, stable stream per (seed, epoch, batch), whichever worker draws it
+    return int(np.random.SeedSequence([seed, epoch, batch]).generate_state(1)[0])
+
+
+class _EpochBatches:
+    """Sampler yielding (epoch, batch number, sorted row indices) for one epoch at a time."""
+
+    def __init__(self, index: np.ndarray, batch_size: int, seed: int, drop_last: bool) -> None:
+        self.index = index
+        self.batch_size = batch_size
+        self.seed = seed
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        n = len(self.index)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = self.index[rng.permutation(len(self.index))]
+        for b in range(len(self)):
+            rows = order[b * self.batch_size : (b + 1) * self.batch_size]
+            # sorted rows read the memmap front to back; order within a batch does not matter
+            yield self.epoch, b, np.sort(rows)
+
+
+class _BatchReader:
+    """Dataset whose item is a whole batch: uint8 NHWC tensor and int64 targets."""
+
+    def __init__(self, images: np.ndarray, targets: np.ndarray, augment, seed: int) -> None:
+        self.images = images
+        self.targets = targets
+        self.augment = augment
+        self.seed = seed
+
+    def __getitem__(self, key):
+        import torch
+
+        epoch, b, rows = key
+        x = np.asarray(self.images[rows])
+        if self.augment is not None:
+            _reseed(self.augment, _batch_seed(self.seed, epoch, b))
+            x = np.stack([self.augment(im) for im in x])
+        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(self.targets[rows])
+
+
+def _reseed(augment, seed: int) -> None:
+    compose = getattr(augment, "compose", augment)
+    if hasattr(compose, "set_random_seed"):
+        compose.set_random_seed(seed)
+    else:  # a plain callable drawing from numpy's global RNG
+        np.random.seed(seed % 2**32)
+
+
+def default_workers(device: torch.device) -> int:
+    """Loader processes: on CUDA most cores feed the GPU; on the CPU the model needs the cores.
+
+    Measured on 2 cores (bench/bench_trainer.py): 0 workers trains faster than 1 on the CPU.
+    """
+    env = os.environ.get("MASKOPT_WORKERS")
+    if env is not None:
+        return max(0, int(env))
+    if device.type == "cpu":
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+class FoldRun:
+    """One model being trained on `train_idx` and validated on `val_idx` (or none: all data)."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data,
+        train_idx: np.ndarray,
+        val_idx: np.ndarray | None = None,
+        device: str | torch.device = "auto",
+        num_workers: int | None = None,
+    ) -> None:
+        import torch
+
+        from maskopt.data.augment import create_augment
+        from maskopt.trainer.device import norm_tensors, oom_as_error, resolve_device
+        from maskopt.trainer.losses import class_weights, create_loss
+        from maskopt.trainer.models import create_model
+        from maskopt.trainer.optim import create_optimizer, create_scheduler
+
+        self.cfg = cfg
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.train_idx = np.asarray(train_idx, dtype=np.int64)
+        self.val_idx = None if val_idx is None else np.asarray(val_idx, dtype=np.int64)
+        if cfg.batch_size > len(self.train_idx):
+            raise ConfigError(
+                f"config key 'batch_size': expected at most {len(self.train_idx)} (the images in "
+                f"the training part), but got {cfg.batch_size}."
+            )
+        self.images = data.images(cfg.image_size)
+        self.targets = np.asarray(data.labels(cfg.old_age), dtype=np.int64)  # training targets
+        self.true_labels = np.asarray(data.labels(OLD_AGE), dtype=np.int64)  # validation: always 60
+        self.history: list[dict] = []
+        self.best_f1: float | None = None
+        self.best_epoch = 0
+        self._best_state: dict | None = None
+        self._best_probs: np.ndarray | None = None
+        self._closed = False
+        self._cuda = self.device.type == "cuda"
+
+        with oom_as_error(cfg, self.device), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            model = create_model(cfg)
+            self._rng_state = torch.get_rng_state()  # dropout's stream for this run only
+            model.to(self.device)
+            if self._cuda:
+                model.to(memory_format=torch.channels_last)
+        self._cuda_rng = torch.cuda.get_rng_state(self.device) if self._cuda else None
+        self.model = model
+        self.optimizer = create_optimizer(cfg, model)
+        self.scheduler = create_scheduler(cfg, self.optimizer, mode="max" if self.val_idx is not None else "min")
+        weight = class_weights(cfg, self.targets[self.train_idx])
+        self.loss_fn = create_loss(
+            cfg, None if weight is None else torch.as_tensor(weight, device=self.device)
+        )
+        self.mean, self.std = norm_tensors(self.device)
+        workers = default_workers(self.device) if num_workers is None else num_workers
+        self.sampler = _EpochBatches(self.train_idx, cfg.batch_size, cfg.seed, drop_last=True)
+        self.loader = torch.utils.data.DataLoader(
+            _BatchReader(self.images, self.targets, create_augment(cfg.augment), cfg.seed),
+            sampler=self.sampler,
+            batch_size=None,
+            num_workers=workers,
+            pin_memory=self._cuda,
+            persistent_workers=workers > 0,
+            prefetch_factor=4 if workers > 0 else None,
+        )
+
+    # -- one epoch -------------------------------------------------------------------------
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+    def _set_frozen(self, frozen: bool) -> None:
+        for p in self.model.backbone.parameters():
+            p.requires_grad_(not frozen)
+
+    def train_one_epoch(self) -> tuple[float, float]:
+        """Train one epoch; returns (mean training loss, images per second)."""
+        import torch
+
+        from maskopt.trainer.device import amp_dtype, to_input
+
+        cfg, model = self.cfg, self.model
+        frozen = self.epochs_run < cfg.freeze_epochs
+        self._set_frozen(frozen)
+        model.train()
+        if frozen:  # a frozen backbone keeps its batch-norm statistics too
+            model.backbone.eval()
+        dtype = amp_dtype(self.device)
+        self.sampler.epoch = self.epochs_run
+        total = torch.zeros((), device=self.device)  # summed on the device: no sync per step
+        seen = 0
+        n_batches = len(self.sampler)
+        self.optimizer.zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        for step, (xb, yb) in enumerate(self.loader):
+            x = to_input(xb, self.device, self.mean, self.std)
+            y = yb.to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                logp = model(x)
+            loss = self.loss_fn(logp.float(), y)
+            (loss / cfg.grad_accum).backward()
+            if (step + 1) % cfg.grad_accum == 0 or step + 1 == n_batches:
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            total += loss.detach() * len(y)
+            seen += len(y)
+        train_loss = float(total.item()) / max(seen, 1)
+        seconds = time.perf_counter() - start
+        if not math.isfinite(train_loss):
+            raise ConfigError(
+                f"training diverged (loss {train_loss}) with lr={cfg.lr}, optimizer={cfg.optimizer!r}, "
+                f"loss={cfg.loss!r}: lower lr."
+            )
+        return train_loss, seen / max(seconds, 1e-9)
+
+    def validate(self) -> tuple[float, float, np.ndarray]:
+        """(macro F1, NLL loss, probabilities (n_val, 18)) on the validation part's TRUE labels."""
+        from maskopt.trainer.predict import predict_probs
+
+        assert self.val_idx is not None
+        probs = predict_probs(
+            self.model, self.images, rows=self.val_idx, device=self.device,
+            batch_size=max(self.cfg.batch_size, 64) * 2,
+        )
+        y = self.true_labels[self.val_idx]
+        val_loss = float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
+        return macro_f1(y, probs.argmax(1)), val_loss, probs
+
+    def run_epoch(self) -> dict:
+        """Train one epoch and validate; the epoch's dict: epoch (1-based), train_loss, val_f1,
+        val_loss, lr, images_per_s, seconds (val_f1 and val_loss None without validation)."""
+        import torch
+
+        from maskopt.trainer.device import oom_as_error
+
+        if self._closed:
+            raise RuntimeError("FoldRun.run_epoch after close()")
+        if self.epochs_run >= self.cfg.epochs:
+            raise RuntimeError(f"FoldRun already ran its {self.cfg.epochs} epochs")
+        start = time.perf_counter()
+        lr = self.scheduler.lr
+        with oom_as_error(self.cfg, self.device), torch.random.fork_rng(
+            devices=[self.device] if self._cuda else []
+        ):
+            torch.set_rng_state(self._rng_state)
+            if self._cuda:
+                torch.cuda.set_rng_state(self._cuda_rng, self.device)
+            train_loss, ips = self.train_one_epoch()
+            self._rng_state = torch.get_rng_state()
+            if self._cuda:
+                self._cuda_rng = torch.cuda.get_rng_state(self.device)
+            val_f1 = val_loss = None
+            if self.val_idx is not None:
+                val_f1, val_loss, probs = self.validate()
+                if self.best_f1 is None or val_f1 > self.best_f1:
+                    self.best_f1, self.best_epoch = val_f1, self.epochs_run + 1
+                    self._best_probs = probs
+                    self._best_state = _cpu_state(self.model)
+            else:
+                self.best_epoch = self.epochs_run + 1
+        self.scheduler.step(val_f1 if self.val_idx is not None else train_loss)
+        metrics = {
+            "epoch": self.epochs_run + 1,
+            "train_loss": train_loss,
+            "val_f1": val_f1,
+            "val_loss": val_loss,
+            "lr": lr,
+            "images_per_s": ips,
+            "seconds": time.perf_counter() - start,
+        }
+        self.history.append(metrics)
+        return metrics
+
+    # -- results and cleanup ---------------------------------------------------------------
+
+    def result(self) -> FitResult:
+        """The best epoch's weights and validation probabilities (the last epoch without validation)."""
+        if self.val_idx is None or self._best_state is None:
+            if self._closed and self._best_state is None:
+                raise RuntimeError("FoldRun.result() after close() with no weights kept")
+            if self.val_idx is None and not self._closed:
+                self._best_state = _cpu_state(self.model)
+        return FitResult(
+            best_f1=self.best_f1,
+            best_epoch=self.best_epoch,
+            epochs_run=self.epochs_run,
+            history=list(self.history),
+            val_index=self.val_idx,
+            val_probs=self._best_probs,
+            state_dict=self._best_state or {},
+            config=self.cfg,
+            images_per_s=float(np.mean([h["images_per_s"] for h in self.history])) if self.history else 0.0,
+            seconds=float(sum(h["seconds"] for h in self.history)),
+        )
+
+    def close(self) -> None:
+        """Free the model, optimizer and loader (workers included); results stay readable."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.val_idx is None and self.history and self._best_state is None:
+            self._best_state = _cpu_state(self.model)
+        self.model = self.optimizer = self.scheduler = self.loss_fn = None  # type: ignore[assignment]
+        self.loader = None  # type: ignore[assignment]  # drops persistent workers
+        self.images = None  # type: ignore[assignment]
+        gc.collect()
+        if self._cuda:
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def __enter__(self) -> FoldRun:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _cpu_state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def fit(
+    cfg: TrainConfig,
+    data,
+    fold: tuple[np.ndarray, np.ndarray] | None = None,
+    on_epoch: Callable[[dict], Any] | None = None,
+    device: str | torch.device = "auto",
+    num_workers: int | None = None,
+) -> FitResult:
+    """Train `cfg` on fold=(train_idx, val_idx), or on all of `data` when fold is None.
+
+    `on_epoch(metrics)` runs after each epoch and may raise (the search raises
+    optuna.TrialPruned): everything is freed and the exception goes on.
+    """
+    if fold is None:
+        train_idx, val_idx = np.arange(len(data.labels())), None
+    else:
+        train_idx, val_idx = fold
+    run = FoldRun(cfg, data, train_idx, val_idx, device=device, num_workers=num_workers)
+    try:
+        for _ in range(cfg.epochs):
+            metrics = run.run_epoch()
+            if on_epoch is not None:
+                on_epoch(metrics)
+        return run.result()
+    finally:
+        run.close()

@@ -1,0 +1,88 @@
+"""Losses on log-probabilities (N, 18), so both head types share them.
+
+Each takes optional per-class weights; a weighted loss is the weighted mean over the
+batch (as `nll_loss` does), so focal with gamma 0 equals cross-entropy exactly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from maskopt.data.labels import NUM_CLASSES
+
+if TYPE_CHECKING:
+    import torch
+
+    from maskopt.trainer.config import TrainConfig
+
+
+def _weighted_mean(per_item, target, weight):
+    if weight is None:
+        return per_item.mean()
+    w = weight[target]
+    return (per_item * w).sum() / w.sum().clamp_min(1e-12)
+
+
+def cross_entropy(logp, target, weight=None):
+    return _weighted_mean(-logp.gather(1, target[:, None]).squeeze(1), target, weight)
+
+
+def focal(logp, target, weight=None, gamma: float = 2.0):
+    """-(1 - p_t)^gamma log p_t: easy examples count less (Lin et al. 2017)."""
+    logp_t = logp.gather(1, target[:, None]).squeeze(1)
+    per_item = -((1 - logp_t.exp()).clamp_min(0) ** gamma) * logp_t
+    return _weighted_mean(per_item, target, weight)
+
+
+def label_smoothing(logp, target, weight=None, epsilon: float = 0.1):
+    """Cross-entropy against (1 - epsilon) one-hot + epsilon uniform."""
+    nll = -logp.gather(1, target[:, None]).squeeze(1)
+    uniform = -logp.mean(dim=1)
+    return _weighted_mean((1 - epsilon) * nll + epsilon * uniform, target, weight)
+
+
+def soft_f1(logp, target, weight=None):
+    """1 - soft macro F1 over the batch (probabilities in place of hard counts).
+
+    Classes absent from both the batch's targets and its predicted mass contribute
+    nothing measurable, so only classes present in the targets are averaged.
+    """
+    import torch
+
+    p = logp.exp()
+    onehot = torch.nn.functional.one_hot(target, NUM_CLASSES).to(p.dtype)
+    tp = (p * onehot).sum(0)
+    fp = (p * (1 - onehot)).sum(0)
+    fn = ((1 - p) * onehot).sum(0)
+    f1 = 2 * tp / (2 * tp + fp + fn + 1e-8)
+    present = onehot.sum(0) > 0
+    w = present.to(p.dtype) if weight is None else weight * present
+    return 1 - (f1 * w).sum() / w.sum().clamp_min(1e-12)
+
+
+def class_weights(cfg: TrainConfig, train_labels: np.ndarray) -> np.ndarray | None:
+    """None, the config's 18 weights, or "balanced": n / (18 * count) over the training part."""
+    if cfg.class_weights is None:
+        return None
+    if cfg.class_weights == "balanced":
+        counts = np.bincount(np.asarray(train_labels), minlength=NUM_CLASSES).astype(np.float64)
+        # a class missing from the training part never appears as a target: its weight is moot
+        return (len(train_labels) / (NUM_CLASSES * np.maximum(counts, 1))).astype(np.float32)
+    return np.asarray(cfg.class_weights, dtype=np.float32)
+
+
+def create_loss(cfg: TrainConfig, weight: torch.Tensor | None = None):
+    """loss(logp (N, 18), target (N,)) -> scalar, as the config's `loss` names it."""
+    import functools
+
+    if cfg.loss == "cross_entropy":
+        return functools.partial(cross_entropy, weight=weight)
+    if cfg.loss == "focal":
+        return functools.partial(focal, weight=weight, gamma=cfg.focal_gamma)
+    if cfg.loss == "label_smoothing":
+        return functools.partial(label_smoothing, weight=weight, epsilon=cfg.label_smoothing)
+    if cfg.loss == "f1":
+        return functools.partial(soft_f1, weight=weight)
+    raise AssertionError(f"unvalidated loss {cfg.loss!r}")

@@ -1,0 +1,136 @@
+"""`create_model(cfg)`: a timm backbone and a head returning log-probabilities over 18 classes.
+
+Both heads return the same thing, so losses, metrics and ensembling treat them alike:
+- single: one 18-way layer, log_softmax;
+- multi: mask (3), gender (2) and age (3) layers; log p(class) = log p(mask) + log p(gender)
+  + log p(age), laid out by `labels.encode`, so the 18 probabilities sum to one.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from maskopt.data.labels import NUM_CLASSES, encode
+from maskopt.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+    from maskopt.trainer.config import TrainConfig
+
+log = logging.getLogger("maskopt.trainer")
+
+
+def _mlp(in_features: int, hidden: tuple[int, ...], out_features: int, dropout: float):
+    from torch import nn
+
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Dropout(dropout), nn.Linear(in_features, width), nn.ReLU(inplace=True)]
+        in_features = width
+    layers += [nn.Dropout(dropout), nn.Linear(in_features, out_features)]
+    return nn.Sequential(*layers)
+
+
+def _build_classes():
+    import torch
+    from torch import nn
+
+    class SingleHead(nn.Module):
+        def __init__(self, in_features: int, hidden: tuple[int, ...], dropout: float) -> None:
+            super().__init__()
+            self.net = _mlp(in_features, hidden, NUM_CLASSES, dropout)
+
+        def forward(self, feats: torch.Tensor) -> torch.Tensor:
+            return torch.log_softmax(self.net(feats).float(), dim=1)
+
+    class MultiHead(nn.Module):
+        def __init__(self, in_features: int, hidden: tuple[int, ...], dropout: float) -> None:
+            super().__init__()
+            self.mask = _mlp(in_features, hidden, 3, dropout)
+            self.gender = _mlp(in_features, hidden, 2, dropout)
+            self.age = _mlp(in_features, hidden, 3, dropout)
+            m, g, a = torch.meshgrid(torch.arange(3), torch.arange(2), torch.arange(3), indexing="ij")
+            # index_* [c] = which mask / gender / age logit class c takes, c = encode(m, g, a)
+            order = torch.argsort(encode(m, g, a).flatten())
+            self.register_buffer("index_mask", m.flatten()[order], persistent=False)
+            self.register_buffer("index_gender", g.flatten()[order], persistent=False)
+            self.register_buffer("index_age", a.flatten()[order], persistent=False)
+
+        def forward(self, feats: torch.Tensor) -> torch.Tensor:
+            lm = torch.log_softmax(self.mask(feats).float(), dim=1)
+            lg = torch.log_softmax(self.gender(feats).float(), dim=1)
+            la = torch.log_softmax(self.age(feats).float(), dim=1)
+            return lm[:, self.index_mask] + lg[:, self.index_gender] + la[:, self.index_age]
+
+    class MaskNet(nn.Module):
+        """backbone (pooled features) -> head (log-probabilities over 18 classes)."""
+
+        def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+            super().__init__()
+            self.backbone = backbone
+            self.head = head
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.backbone(x))
+
+    return SingleHead, MultiHead, MaskNet
+
+
+def create_model(cfg: TrainConfig) -> torch.nn.Module:
+    """forward(x: float NCHW, normalised) -> log-probabilities (N, 18), float32."""
+    import timm
+
+    SingleHead, MultiHead, MaskNet = _build_classes()
+    try:
+        backbone = timm.create_model(cfg.backbone, pretrained=cfg.pretrained, num_classes=0)
+    except Exception as err:  # no network, no such pretrained tag, hub errors...
+        if not cfg.pretrained:
+            raise
+        raise ConfigError(
+            f"backbone {cfg.backbone!r} with pretrained=true: timm could not get the weights "
+            f"({type(err).__name__}: {err}). Use an online machine, or a local file in 'weights'."
+        ) from None
+    if cfg.weights:
+        load_backbone_weights(backbone, cfg.weights)
+    head_cls = SingleHead if cfg.head == "single" else MultiHead
+    return MaskNet(backbone, head_cls(backbone.num_features, cfg.head_hidden, cfg.dropout))
+
+
+def load_backbone_weights(backbone: torch.nn.Module, path: str) -> int:
+    """Load a local weights file into `backbone` (strict=False); returns the keys that matched.
+
+    Accepts a bare state dict, {"state_dict": ...} / {"model": ...}, and a maskopt checkpoint
+    (its "backbone." keys). A file that matches no key is an error, not a silent no-op.
+    """
+    import torch
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"config key 'weights': expected a local weights file, but {str(file)!r} does not exist.")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ConfigError(f"config key 'weights': cannot read {str(file)!r} as torch weights ({err}).") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ConfigError(f"config key 'weights': {str(file)!r} holds no state dict.")
+    own = backbone.state_dict()
+    cleaned = {}
+    for k, v in state.items():
+        for prefix in ("module.", "backbone."):
+            if k.startswith(prefix):
+                k = k[len(prefix):]
+        if k in own and tuple(own[k].shape) == tuple(v.shape):
+            cleaned[k] = v
+    if not cleaned:
+        raise ConfigError(
+            f"config key 'weights': no tensor in {str(file)!r} matches the backbone's keys and shapes."
+        )
+    backbone.load_state_dict(cleaned, strict=False)
+    log.info("weights %s: %d of %d backbone tensors loaded", file, len(cleaned), len(own))
+    return len(cleaned)
