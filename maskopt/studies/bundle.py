@@ -133,6 +133,9 @@ def staging(out: Path) -> Iterator[Path]:
     out = Path(out).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a bundle is an ordinary folder
     try:
         yield tmp
     except BaseException:

@@ -1,0 +1,149 @@
+"""`export_best` and the bundle it writes, on real studies in the search's format."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from maskopt.data.layout import read_eval, read_train
+from maskopt.errors import StudyError
+from maskopt.studies.bundle import predict_paths, read_manifest
+from maskopt.studies.ensemble import combine
+from maskopt.studies.export import best_trials, export_best, retrain_config, trial_config
+from maskopt.studies.storage import load_study
+from maskopt.trainer.config import TrainConfig
+from maskopt.trainer.metrics import macro_f1
+
+
+def oof_of(study, number: int) -> np.ndarray:
+    from optuna.artifacts import download_artifact
+
+    from maskopt.studies.storage import create_artifact_store
+
+    s = load_study(study.url, study.name)
+    t = s.trials[number]
+    path = Path(study.artifacts).parent / f"check-{number}-{id(s)}.npz"
+    download_artifact(artifact_store=create_artifact_store(study.artifacts), file_path=str(path),
+                      artifact_id=t.user_attrs["oof_artifact"])
+    with np.load(path) as z:
+        return z["probs"]
+
+
+def test_best_trials_rows(finished_study) -> None:
+    study = load_study(finished_study.url, finished_study.name)
+    rows, states = best_trials(study, top=2)
+    assert states == {"COMPLETE": 3, "PRUNED": 1}
+    assert len(rows) == 2
+    values = [t.value for t in study.trials if t.value is not None and t.state.name == "COMPLETE"]
+    assert rows[0].value == max(values) and rows[0].value >= rows[1].value
+    assert set(rows[0].params) == {"backbone", "lr"}
+    assert len(rows[0].fold_f1) == 2 and rows[0].has_models
+
+
+def test_trial_config_round_trip(finished_study) -> None:
+    study = load_study(finished_study.url, finished_study.name)
+    cfg = trial_config(study, 1)
+    assert cfg.backbone == "test_resnet" and cfg.lr == 1e-2
+    with pytest.raises(StudyError, match="has no trial 99; trials: 0..3"):
+        trial_config(study, 99)
+    with pytest.raises(StudyError, match="trial 3 .* has no config"):
+        trial_config(study, 3)
+
+
+def test_retrain_config_uses_the_median_best_epoch() -> None:
+    cfg = TrainConfig(backbone="test_resnet", epochs=10, warmup_epochs=3, freeze_epochs=4)
+    assert retrain_config(cfg, [2, 3, 7]).epochs == 3
+    short = retrain_config(cfg, [1, 2])  # median 1.5 -> 2; warm-up and freezing fit inside
+    assert (short.epochs, short.warmup_epochs, short.freeze_epochs) == (2, 1, 2)
+    assert retrain_config(cfg, []) == cfg
+
+
+def test_export_retrained_bundle_reproduces_its_eval_probs(finished_study, tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    rep = export_best(storage_url=finished_study.url, study_name=finished_study.name,
+                      data_dir=finished_study.data, out=out, device="cpu", progress=False)
+    m = read_manifest(out)
+    best_single = max(c["oof_f1"] for c in rep.candidates)
+    # done-when: the exported OOF macro F1 is at least the best single trial's
+    assert m.oof_f1 >= best_single
+    assert sum(m.weights) == pytest.approx(1.0)
+    for member in m.members:
+        assert member.retrained and len(member.checkpoints) == 1
+        trial = load_study(finished_study.url, finished_study.name).trials[member.trial]
+        assert member.epochs == retrain_config(trial_config(
+            load_study(finished_study.url, finished_study.name), member.trial),
+            trial.user_attrs["fold_best_epoch"]).epochs
+    # the recorded ensemble OOF score is the score of the stored OOF probabilities, weighted
+    labels = read_train(finished_study.data, progress=False).labels()
+    mix = combine([oof_of(finished_study, mm.trial) for mm in m.members], m.weights, vote=m.vote)
+    assert macro_f1(labels, mix.argmax(1)) == pytest.approx(m.oof_f1)
+    # done-when: predict on the bundle reproduces the ensemble's probabilities for the same images
+    ev = read_eval(finished_study.data, progress=False)
+    with np.load(out / "eval_probs.npz") as z:
+        saved, ids = z["probs"], z["image_ids"]
+    assert list(ids) == ev.image_ids
+    again = predict_paths(out, ev.paths, device="cpu")
+    assert np.allclose(again, saved, atol=1e-6)
+    # submission, held-out score, reports, plots
+    with open(out / "submission.csv") as f:
+        sub = list(csv.DictReader(f))
+    assert [r["ImageID"] for r in sub] == ev.image_ids
+    assert [int(r["ans"]) for r in sub] == saved.argmax(1).tolist()
+    assert rep.heldout_f1 == pytest.approx(macro_f1(ev.solution, saved.argmax(1)))
+    assert m.info["heldout_f1"] == rep.heldout_f1
+    assert json.loads((out / "oof_metrics.json").read_text())["macro_f1"] == pytest.approx(m.oof_f1)
+    assert len((out / "oof_confusion.csv").read_text().splitlines()) == 19
+    assert (out / "plots.html").stat().st_size > 100_000 and "Parameter importances" in rep.plots.made
+    # trade-off rows: F1 and speed measured for the best single model with and without TTA
+    assert rep.tradeoff[0].oof_f1 == pytest.approx(best_single)
+    assert all(r.images_per_s and r.images_per_s > 0 for r in rep.tradeoff)
+    assert rep.tradeoff[1].oof_f1 is not None  # TTA measured with the kept fold models
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no temporary folders left
+
+
+def test_export_keeps_a_beating_ensemble_of_fold_models(complementary_study, tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    rep = export_best(storage_url=complementary_study.url, study_name=complementary_study.name,
+                      data_dir=complementary_study.data, out=out, retrain=False, tta=True,
+                      device="cpu", progress=False)
+    m = read_manifest(out)
+    assert rep.ensemble_kept and "kept" in rep.decision
+    assert {mm.trial: mm.weight for mm in m.members} == pytest.approx({0: 2 / 3, 1: 1 / 3})
+    best_single = max(c["oof_f1"] for c in rep.candidates)
+    assert m.oof_f1 == pytest.approx(1.0) and m.oof_f1 > best_single
+    assert rep.plain_average_f1 < m.oof_f1
+    assert m.tta and all(not mm.retrained and len(mm.checkpoints) == 2 for mm in m.members)
+    assert [r.name for r in rep.tradeoff][2:] == ["ensemble (2 trials)", "ensemble + TTA"]
+    assert rep.tradeoff[2].models == 4 and rep.tradeoff[3].models == 8
+    ev = read_eval(complementary_study.data, progress=False)
+    with np.load(out / "eval_probs.npz") as z:
+        assert np.allclose(predict_paths(out, ev.paths, device="cpu"), z["probs"], atol=1e-6)
+
+
+def test_export_refuses_other_data(finished_study, tmp_path: Path) -> None:
+    from maskopt.data.synth import synthesize
+
+    other = tmp_path / "other"
+    synthesize(other, people=12, eval_people=0, seed=5, size=(96, 128), progress=False)
+    with pytest.raises(StudyError, match=r"not the data study 'maskopt' was searched on \(fingerprint"):
+        export_best(storage_url=finished_study.url, study_name=finished_study.name, data_dir=other,
+                    out=tmp_path / "bundle", device="cpu", progress=False)
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_interrupted_export_leaves_no_bundle(finished_study, tmp_path: Path, monkeypatch) -> None:
+    import maskopt.studies.plots as plots
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plots, "write_plots", boom)
+    with pytest.raises(KeyboardInterrupt):
+        export_best(storage_url=finished_study.url, study_name=finished_study.name,
+                    data_dir=finished_study.data, out=tmp_path / "bundle", retrain=False,
+                    device="cpu", progress=False)
+    assert list(tmp_path.iterdir()) == []
