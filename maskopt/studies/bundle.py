@@ -205,3 +205,40 @@ def predict_paths(folder: Path, paths: Sequence[Path], *, device: str = "cpu") -
     if missing:
         raise DataError("some images do not exist", missing)
     return predict_images(folder, images_from_paths(paths, manifest.crop), device=device, manifest=manifest)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A bundle's predictions: one row per image, in the order given (or info.csv's)."""
+
+    images: list[str]  # file paths, or eval ImageIDs
+    probs: np.ndarray  # (N, 18) float32
+    solution: np.ndarray | None = None  # true classes (eval/solution.csv), when known
+
+    @property
+    def heldout_f1(self) -> float | None:
+        from maskopt.trainer.metrics import macro_f1
+
+        return None if self.solution is None else float(macro_f1(self.solution, self.probs.argmax(1)))
+
+
+def predict_files(folder: Path, images: Sequence[Path], *, device: str = "auto") -> Prediction:
+    """The bundle on image files or folders of images (any size: the bundle's crop and resize)."""
+    from maskopt.trainer.predict import expand_images
+
+    paths = expand_images(list(images))
+    return Prediction([str(p) for p in paths], predict_paths(folder, paths, device=device))
+
+
+def predict_eval(
+    folder: Path, data_dir: Path, *, device: str = "auto", cache_dir: Path | None = None
+) -> Prediction:
+    """The bundle on `<data_dir>/eval` (info.csv order), with solution.csv's classes when there."""
+    from maskopt.data.layout import read_eval
+
+    manifest = read_manifest(folder)
+    ev = read_eval(data_dir, crop=manifest.crop, cache_dir=cache_dir)
+    if ev is None:
+        raise DataError(f"no eval/ folder in {data_dir} (expected eval/info.csv and eval/images/).")
+    probs = predict_images(folder, ev.images, device=device, manifest=manifest)
+    return Prediction(list(ev.image_ids), probs, ev.solution)

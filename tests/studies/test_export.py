@@ -147,3 +147,22 @@ def test_interrupted_export_leaves_no_bundle(finished_study, tmp_path: Path, mon
                     data_dir=finished_study.data, out=tmp_path / "bundle", retrain=False,
                     device="cpu", progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_predict_eval_and_files_on_a_bundle(complementary_study, tmp_path: Path) -> None:
+    from maskopt.studies.bundle import predict_eval, predict_files
+
+    out = tmp_path / "bundle"
+    rep = export_best(storage_url=complementary_study.url, study_name=complementary_study.name,
+                      data_dir=complementary_study.data, out=out, retrain=False, device="cpu",
+                      progress=False)
+    pred = predict_eval(out, complementary_study.data, device="cpu")
+    with np.load(out / "eval_probs.npz") as z:
+        assert np.allclose(pred.probs, z["probs"], atol=1e-6)
+        assert pred.images == list(z["image_ids"])
+    assert pred.heldout_f1 == pytest.approx(rep.heldout_f1)
+    folder = complementary_study.data / "eval" / "images"
+    files = predict_files(out, [folder], device="cpu")
+    assert len(files.images) == len(pred.images) and files.heldout_f1 is None
+    by_name = dict(zip([Path(p).name for p in files.images], files.probs))
+    assert np.allclose(np.stack([by_name[i] for i in pred.images]), pred.probs, atol=1e-6)
