@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import os
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -51,31 +52,63 @@ class Record:
         return int(encode(self.mask, self.gender, age_band(self.age, old_age)))
 
 
+# JPEG start-of-frame markers (they hold the size); C4, C8 and CC are other segments.
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_ok(path: Path) -> bool:
+    """Fast path for the common case: a JPEG whose markers lead to a frame header of at
+    least 8x8 and whose tail holds the end-of-image marker. False means "look closer"."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(2) != b"\xff\xd8":
+                return False
+            for _ in range(64):  # header segments before the frame: APPn, DQT, DHT, COM
+                head = f.read(4)
+                if len(head) < 4 or head[0] != 0xFF or head[1] == 0xFF:
+                    return False  # fill bytes or a cut file: let PIL judge
+                marker, length = head[1], int.from_bytes(head[2:], "big")
+                if marker in _SOF:
+                    frame = f.read(5)
+                    if len(frame) < 5 or min(frame[1:3], frame[3:5]) < b"\x00\x08":
+                        return False
+                    f.seek(0, 2)
+                    f.seek(max(0, f.tell() - 4096))
+                    return b"\xff\xd9" in f.read()
+                f.seek(length - 2, 1)
+    except OSError:
+        return False
+    return False
+
+
 def _check_image(path: Path) -> str | None:
     """Why ``path`` is not a usable image, or None. Cheap: header parse + end marker, no decode."""
     from PIL import Image, UnidentifiedImageError
 
+    if path.suffix.lower() != ".png" and _jpeg_ok(path):
+        return None
+
     try:
-        with Image.open(path) as im:
-            fmt, (w, h) = im.format, im.size
-            if fmt == "PNG":
-                im.verify()  # checks every chunk's CRC: catches a damaged PNG
+        with open(path, "rb") as f:
+            with Image.open(f, formats=("JPEG", "PNG")) as im:
+                fmt, (w, h) = im.format, im.size
+                if fmt == "PNG":
+                    im.verify()  # checks every chunk's CRC: catches a damaged PNG
+            if w < 8 or h < 8:
+                return f"image is only {w}x{h}"
+            if fmt != "PNG":
+                # A cut-off JPEG parses, but its end-of-image marker is gone (decoders then
+                # fill the rest with grey, silently). Tools may append bytes after it.
+                f.seek(0, 2)
+                f.seek(max(0, f.tell() - 4096))
+                if b"\xff\xd9" not in f.read():
+                    return "truncated JPEG (no end-of-image marker)"
     except UnidentifiedImageError:
-        return "not an image (unreadable or corrupt)"
+        return "not a JPEG or PNG image (unreadable or corrupt)"
+    except (FileNotFoundError, PermissionError) as err:
+        return f"cannot read ({err.strerror})"
     except (OSError, SyntaxError, ValueError) as err:
         return f"corrupt image ({err})"
-    if fmt not in ("JPEG", "MPO", "PNG"):
-        return f"is {fmt}, expected JPEG or PNG"
-    if w < 8 or h < 8:
-        return f"image is only {w}x{h}"
-    if fmt != "PNG":
-        # A cut-off JPEG parses but its end-of-image marker is gone (decoders then fill
-        # the rest with grey silently). Tools may append a few bytes after it.
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - 4096))
-            if b"\xff\xd9" not in f.read():
-                return "truncated JPEG (no end-of-image marker)"
     return None
 
 
@@ -172,16 +205,17 @@ def _person_files(images: Path, person: _Person, problems: dict[str, list[str]])
     bad = []
     if not folder.is_dir():
         return found
-    for f in sorted(folder.iterdir()):
-        if f.name.startswith("."):
-            continue
-        stem, suffix = f.stem, f.suffix.lower()
-        if stem not in MASK_FILES or suffix not in IMAGE_SUFFIXES or not f.is_file():
-            bad.append(f"extra file {f.name} (expected {_EXPECTED_FILES})")
+    # os.scandir: names and file types without a stat per file (18,900 files per read)
+    with os.scandir(folder) as entries:
+        listing = sorted((e.name, e.is_file()) for e in entries if not e.name.startswith("."))
+    for name, is_file in listing:
+        stem, suffix = os.path.splitext(name)
+        if stem not in MASK_FILES or suffix.lower() not in IMAGE_SUFFIXES or not is_file:
+            bad.append(f"extra file {name} (expected {_EXPECTED_FILES})")
         elif stem in found:
-            bad.append(f"two files for {stem}: {found[stem].name} and {f.name}")
+            bad.append(f"two files for {stem}: {found[stem].name} and {name}")
         else:
-            found[stem] = f
+            found[stem] = folder / name
     bad += [f"missing {stem} image" for stem in MASK_FILES if stem not in found]
     if bad:
         problems.setdefault(person.folder, []).extend(f"images/{person.folder}: {b}" for b in bad)

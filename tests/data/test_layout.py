@@ -276,7 +276,7 @@ def test_read_eval(tmp_path) -> None:
         read_eval(root)
     assert info.value.problems == [
         "images/e002.jpg: missing",
-        "images/e003.jpg: not an image (unreadable or corrupt)",
+        "images/e003.jpg: not a JPEG or PNG image (unreadable or corrupt)",
     ]
 
 
