@@ -386,6 +386,101 @@ def dashboard(
     serve_dashboard(storage, artifacts, host, port)
 
 
+@app.command()
+@friendly
+def train(
+    config: Annotated[Path, typer.Option("--config", help="Config file: .json, .yaml, .yml or .toml.")],
+    data: DataOpt = DEFAULT_DATA,
+    crop: CropOpt = "center",
+    cache: CacheOpt = None,
+    skip_bad: SkipBadOpt = False,
+    fold: Annotated[int, typer.Option("--fold", help="Which fold to validate on (0-based).")] = 0,
+    folds: Annotated[int, typer.Option("--folds", help="Number of folds (by person, stratified).")] = 5,
+    fold_seed: Annotated[int, typer.Option("--fold-seed", help="Seed of the fold split.")] = 0,
+    full: Annotated[bool, typer.Option("--full", help="Train on all the data (no validation).")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default runs/<config name>).")] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Train one config on one fold (or all data): checkpoint, metrics.json, TensorBoard."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from maskopt.data.layout import read_train
+    from maskopt.trainer.config import load_config
+    from maskopt.trainer.run import CHECKPOINT, METRICS, TENSORBOARD, train_to_dir
+
+    cfg = load_config(config)
+    out = out if out is not None else Path("runs") / config.stem
+    ds = read_train(data, skip_bad=skip_bad, crop=crop, cache_dir=cache)
+    console = Console()
+    what = "all data" if full else f"fold {fold} of {folds}"
+    console.print(f"training {cfg.backbone} ({cfg.head} head, {cfg.image_size} px) on {what}: "
+                  f"{len(ds)} images of {ds.n_people} people")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("epochs", total=cfg.epochs)
+
+        def show(m: dict) -> None:
+            f1 = "" if m["val_f1"] is None else f"  val F1 {m['val_f1']:.4f}  val loss {m['val_loss']:.4f}"
+            bar.console.print(f"epoch {m['epoch']:>3}/{cfg.epochs}  loss {m['train_loss']:.4f}{f1}  "
+                              f"lr {m['lr']:.2e}  {m['images_per_s']:.0f} img/s  {m['seconds']:.1f} s")
+            bar.advance(task)
+
+        res = train_to_dir(cfg, ds, out, fold=fold, n_folds=folds, fold_seed=fold_seed, full=full,
+                           device=device, on_epoch=show)
+    if res["best_f1"] is not None:
+        v = res["validation"]
+        console.print(f"[bold]best macro F1 {res['best_f1']:.4f} at epoch {res['best_epoch']}[/bold]  "
+                      f"(mask {v['mask_f1']:.3f}, gender {v['gender_f1']:.3f}, age {v['age_f1']:.3f}, "
+                      f"accuracy {v['accuracy']:.3f})")
+    console.print(f"{res['images_per_s']:.0f} img/s training, {res['seconds']:.0f} s in all")
+    console.print(f"wrote {out / CHECKPOINT}, {out / METRICS}; tensorboard --logdir {out / TENSORBOARD}")
+
+
+def _predict_rows(source: Path, images: list[Path], crop: str, device: str, tta: bool) -> list[dict]:
+    """Prediction rows for IMAGES from one checkpoint (the place a bundle would branch off)."""
+    from maskopt.trainer.predict import predict_files
+
+    return predict_files(source, images, crop=crop, device=device, tta=tta)
+
+
+@app.command()
+@friendly
+def predict(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint written by maskopt train (model.pt).")],
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write a CSV here instead of printing a table.")] = None,
+    crop: CropOpt = "center",
+    device: DeviceOpt = "auto",
+    tta: Annotated[bool, typer.Option("--tta", help="Average with the mirrored image.")] = False,
+) -> None:
+    """Predict mask / gender / age classes of new photos (any size)."""
+    import csv
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from maskopt.trainer.config import atomic_write_text
+
+    rows = _predict_rows(checkpoint, images, crop, device, tta)
+    cols = ("image", "class", "mask", "gender", "age", "probability")
+    if out is not None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=cols)
+        writer.writeheader()
+        writer.writerows({**r, "probability": f"{r['probability']:.4f}"} for r in rows)
+        atomic_write_text(out, buf.getvalue())
+        Console().print(f"wrote {len(rows)} predictions to {out}")
+        return
+    table = Table(title=f"{len(rows)} predictions ({checkpoint})")
+    for c in cols:
+        table.add_column(c, justify="right" if c in ("class", "probability") else "left")
+    for r in rows:
+        table.add_row(r["image"], str(r["class"]), r["mask"], r["gender"], r["age"], f"{r['probability']:.3f}")
+    Console().print(table)
+
+
 def main() -> None:
     """Console entry point."""
     app()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import maskopt
 from maskopt.errors import MaskoptError
-from maskopt.trainer.config import TrainConfig, config_from_dict, config_to_dict
+from maskopt.trainer.config import TrainConfig, config_from_dict, config_to_dict, file_mode
 
 if TYPE_CHECKING:
     import torch
@@ -42,6 +42,7 @@ def save_checkpoint(path: str | os.PathLike, state_dict: dict, cfg: TrainConfig,
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

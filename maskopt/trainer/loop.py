@@ -97,9 +97,8 @@ class _BatchReader:
 
 
 def _reseed(augment, seed: int) -> None:
-    compose = getattr(augment, "compose", augment)
-    if hasattr(compose, "set_random_seed"):
-        compose.set_random_seed(seed)
+    if hasattr(augment, "set_random_seed"):  # data.augment.Augment / albumentations Compose
+        augment.set_random_seed(seed)
     else:  # a plain callable drawing from numpy's global RNG
         np.random.seed(seed % 2**32)
 

@@ -1,0 +1,111 @@
+"""`train_to_dir`: what `maskopt train` does — one config on one fold (or all the data),
+with TensorBoard events while it trains and a checkpoint + metrics.json at the end.
+
+The results (model.pt, metrics.json, config.json) are each written to a temporary name
+and renamed once training has finished: a run that fails or is interrupted leaves
+no file that looks like a result (only its TensorBoard events, which are a log).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskopt.data.labels import OLD_AGE
+from maskopt.errors import ConfigError
+from maskopt.trainer.config import TrainConfig, atomic_write_text, config_to_dict, dump_config
+
+CHECKPOINT = "model.pt"
+METRICS = "metrics.json"
+CONFIG = "config.json"
+TENSORBOARD = "tensorboard"
+
+
+def train_to_dir(
+    cfg: TrainConfig,
+    data,
+    out: str | Path,
+    *,
+    fold: int = 0,
+    n_folds: int = 5,
+    fold_seed: int = 0,
+    full: bool = False,
+    device: str = "auto",
+    num_workers: int | None = None,
+    on_epoch: Callable[[dict], Any] | None = None,
+) -> dict:
+    """Train and write `out`/model.pt, metrics.json, config.json and tensorboard/; returns the
+    metrics dict (also in metrics.json). `full` trains on all the data (no validation)."""
+    from maskopt.trainer.checkpoint import save_checkpoint
+    from maskopt.trainer.folds import create_folds
+    from maskopt.trainer.loop import fit
+    from maskopt.trainer.metrics import compute_metrics
+
+    out = Path(out)
+    split: tuple[np.ndarray, np.ndarray] | None = None
+    if not full:
+        folds = create_folds(data.strata(), data.groups(), n_folds, fold_seed)
+        if isinstance(fold, bool) or not 0 <= fold < n_folds:
+            raise ConfigError(f"fold: expected an integer in 0..{n_folds - 1} (with --folds {n_folds}), but got {fold!r}.")
+        split = folds[fold]
+    out.mkdir(parents=True, exist_ok=True)
+    writer = _tensorboard(out / TENSORBOARD)
+
+    def epoch_done(m: dict) -> None:
+        for key in ("train_loss", "val_f1", "val_loss", "lr", "images_per_s"):
+            if m.get(key) is not None:
+                writer.add_scalar(key, m[key], m["epoch"])
+        writer.flush()
+        if on_epoch is not None:
+            on_epoch(m)
+
+    started = time.time()
+    try:
+        result = fit(cfg, data, split, on_epoch=epoch_done, device=device, num_workers=num_workers)
+    finally:
+        writer.close()
+    metrics: dict[str, Any] = {
+        "config": config_to_dict(cfg),
+        "data": str(getattr(data, "root", "")),
+        "data_fingerprint": data.fingerprint() if hasattr(data, "fingerprint") else None,
+        "full": full,
+        "fold": None if full else fold,
+        "n_folds": None if full else n_folds,
+        "fold_seed": None if full else fold_seed,
+        "n_train": int(len(data.labels()) if split is None else len(split[0])),
+        "n_val": 0 if split is None else int(len(split[1])),
+        "best_epoch": result.best_epoch,
+        "best_f1": result.best_f1,
+        "epochs_run": result.epochs_run,
+        "images_per_s": result.images_per_s,
+        "seconds": round(time.time() - started, 2),
+        "history": result.history,
+        "validation": None,
+    }
+    if result.val_probs is not None and result.val_index is not None:
+        y = np.asarray(data.labels(OLD_AGE))[result.val_index]  # validation: true labels
+        metrics["validation"] = compute_metrics(y, result.val_probs)
+    extras = {k: metrics[k] for k in ("fold", "n_folds", "fold_seed", "best_epoch", "best_f1", "full")}
+    save_checkpoint(out / CHECKPOINT, result.state_dict, cfg, **extras)
+    atomic_write_text(out / CONFIG, dump_config(cfg, ".json"))
+    atomic_write_text(out / METRICS, json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _tensorboard(folder: Path):
+    """A TensorBoard SummaryWriter; a no-op writer if tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency, but training must not hinge on a log
+        class _NoWriter:
+            def add_scalar(self, *a: Any, **k: Any) -> None: ...
+            def flush(self) -> None: ...
+            def close(self) -> None: ...
+
+        return _NoWriter()
+    return SummaryWriter(log_dir=str(folder))
