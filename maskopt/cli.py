@@ -284,7 +284,7 @@ def search(
                         f"{s.total_epochs} fold-epochs trained")
     for col, just in [("trial", "right"), ("state", "left"), ("macro F1", "right"), ("epochs", "right"),
                       ("seconds", "right"), ("note", "left")]:
-        table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
     colour = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red"}
     for r in s.trials:
         star = " *" if r.number == s.best_number else ""
@@ -360,7 +360,7 @@ def studies(storage: StorageOpt = DEFAULT_STORAGE) -> None:
     for col, just in [("study", "left"), ("done", "right"), ("pruned", "right"), ("fail", "right"),
                       ("run", "right"), ("best F1", "right"), ("trial", "right"),
                       ("space", "left"), ("k", "right"), ("last activity", "left")]:
-        table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
     for i in infos:
         c = i.counts
         table.add_row(i.name, str(c.get("COMPLETE", 0)), str(c.get("PRUNED", 0)), str(c.get("FAIL", 0)),
