@@ -26,7 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from maskopt.data.crop import check_crop, crop_and_resize, decode_image, image_shape, prepare_image
+from maskopt.data.crop import (
+    check_crop,
+    crop_box,
+    decode_image,
+    image_shape,
+    prepare_image,
+    resize_box,
+)
 from maskopt.errors import DataError, MaskoptError
 
 __all__ = [
@@ -58,37 +65,86 @@ def default_cache_dir(data_root: Path) -> Path:
     return Path(data_root) / CACHE_DIRNAME
 
 
-def cache_key(paths: Sequence[Path], image_size: int, crop: str) -> tuple[str, str]:
-    """(set id, key): the set id hashes the sources' relative paths (which data set this
-    is), the key adds each file's size and mtime, the crop, the size and PREP_VERSION."""
-    paths = [Path(p) for p in paths]
+def _sources(paths: Sequence[Path]) -> tuple[str, str]:
+    """(set id, sources digest): the set id hashes the relative paths (which data set this
+    is); the digest adds each file's size and mtime (any change to a source changes it)."""
     root = Path(os.path.commonpath([str(p) for p in paths])) if paths else Path()
     names = hashlib.sha256(str(len(paths)).encode())
-    h = hashlib.sha256(f"v{PREP_VERSION}|{crop}|{image_size}|{len(paths)}".encode())
+    h = hashlib.sha256(str(len(paths)).encode())
     for p in paths:
         st = p.stat()
         # relative paths: moving the whole data folder keeps its cache valid
         rel = p.relative_to(root).as_posix()
         names.update(f"\n{rel}".encode())
         h.update(f"\n{rel}|{st.st_size}|{st.st_mtime_ns}".encode())
-    return names.hexdigest()[:8], h.hexdigest()[:20]
+    return names.hexdigest()[:8], h.hexdigest()
 
 
-def _decode_one(args: tuple[Path, int, str]) -> tuple[np.ndarray | None, bool, str | None]:
-    path, image_size, crop = args
+def _key(sources: str, *parts: object) -> str:
+    return hashlib.sha256("|".join(map(str, (PREP_VERSION, sources, *parts))).encode()).hexdigest()[
+        :20
+    ]
+
+
+def cache_key(paths: Sequence[Path], image_size: int, crop: str) -> tuple[str, str]:
+    """(set id, key) of a cache: the sources' (relative path, size, mtime) + crop + size +
+    PREP_VERSION."""
+    set_id, sources = _sources([Path(p) for p in paths])
+    return set_id, _key(sources, crop, image_size)
+
+
+# A face box row: left, top, width, height, fell_back (no face: the centre box, 1).
+_BOX_COLUMNS = 5
+
+
+def _decode_one(
+    args: tuple[Path, int, str, np.ndarray | None],
+) -> tuple[np.ndarray | None, np.ndarray, str | None]:
+    """(image, box row, problem) of one file; ``known`` is its box from an earlier build."""
+    path, image_size, crop, known = args
     try:
-        image, fell_back = crop_and_resize(decode_image(path), image_size, crop)
+        rgb = decode_image(path)
+        if known is not None:  # the face search is the slow part: done once for all sizes
+            box, fell_back = (
+                (int(known[0]), int(known[1]), int(known[2]), int(known[3])),
+                bool(known[4]),
+            )
+        else:
+            box, fell_back = crop_box(rgb, crop)
+        image = resize_box(rgb, box, image_size)
     except DataError as err:
-        return None, False, str(err)
-    return image, fell_back, None
+        return None, np.zeros(_BOX_COLUMNS, np.int32), str(err)
+    return image, np.array([*box, fell_back], np.int32), None
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def _load_boxes(path: Path, n: int) -> np.ndarray | None:
+    try:
+        boxes = np.load(path)
+    except (OSError, ValueError):
+        return None
+    return boxes if boxes.shape == (n, _BOX_COLUMNS) else None
 
 
 def _progress_enabled(progress: bool) -> bool:
     return progress and sys.stderr.isatty()
 
 
-def _build(paths: list[Path], image_size: int, crop: str, target: Path, progress: bool) -> int:
-    """Decode all images into a temp file next to ``target`` and rename it; returns fallbacks."""
+def _build(
+    paths: list[Path],
+    image_size: int,
+    crop: str,
+    target: Path,
+    progress: bool,
+    known_boxes: np.ndarray | None = None,
+) -> np.ndarray:
+    """Decode all images into a temp file next to ``target`` and rename it; returns the
+    box of each image (N, 5) (left, top, width, height, fell_back)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -101,7 +157,7 @@ def _build(paths: list[Path], image_size: int, crop: str, target: Path, progress
     tmp = target.with_name(f"{target.stem}.tmp{os.getpid()}.npy")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), h, w, 3))
     problems: list[str] = []
-    fallbacks = 0
+    boxes = np.zeros((len(paths), _BOX_COLUMNS), np.int32)
     # cv2 decodes and resizes without the GIL, so threads give real parallelism.
     workers = max(1, min(8, os.cpu_count() or 1))
     columns = (
@@ -117,22 +173,23 @@ def _build(paths: list[Path], image_size: int, crop: str, target: Path, progress
         ):
             task = bar.add_task(f"decoding {len(paths)} images ({crop}, {w}x{h})", total=len(paths))
 
-            def decode_into(i: int) -> tuple[bool, str | None]:
-                # each thread writes its own row: only flags travel back, not 18,900 images
-                image, fell_back, problem = _decode_one((paths[i], image_size, crop))
+            def decode_into(i: int) -> str | None:
+                # each thread writes its own rows: only a problem travels back, not images
+                known = None if known_boxes is None else known_boxes[i]
+                image, boxes[i], problem = _decode_one((paths[i], image_size, crop, known))
                 if image is not None:
                     out[i] = image
-                return fell_back, problem
+                return problem
 
-            for fell_back, problem in pool.map(decode_into, range(len(paths))):
+            for problem in pool.map(decode_into, range(len(paths))):
                 if problem is not None:
                     problems.append(problem)
-                fallbacks += fell_back
                 bar.advance(task)
         if problems:
             raise DataError(f"{len(problems)} image(s) could not be decoded", problems)
         out.flush()
         # (the map stays open until we return; renaming a mapped file is fine on POSIX)
+        fallbacks = int(boxes[:, 4].sum())
         meta = {"n": len(paths), "crop": crop, "image_size": image_size, "fallbacks": fallbacks}
         meta_tmp = tmp.with_suffix(".json")
         meta_tmp.write_text(json.dumps(meta))
@@ -142,7 +199,7 @@ def _build(paths: list[Path], image_size: int, crop: str, target: Path, progress
         tmp.unlink(missing_ok=True)
         tmp.with_suffix(".json").unlink(missing_ok=True)
         raise
-    return fallbacks
+    return boxes
 
 
 def _open(path: Path, n: int, image_size: int) -> np.ndarray | None:
@@ -181,13 +238,13 @@ def load_cache(
     if not files:
         raise DataError("no images to cache")
     try:
-        set_id, key = cache_key(files, image_size, crop)
+        set_id, sources = _sources(files)
     except FileNotFoundError as err:
         raise DataError(f"an image disappeared since the data was read: {err.filename}") from None
     cache_dir = Path(cache_dir)
     # one file per data set, crop and size; a changed source replaces it (same stem)
     stem = f"{name}_{crop}_{image_size}_{set_id}"
-    target = cache_dir / f"{stem}_{key}.npy"
+    target = cache_dir / f"{stem}_{_key(sources, crop, image_size)}.npy"
     arr = _open(target, len(files), image_size)
     if arr is not None:
         return arr, CacheInfo(target, len(files), False, 0.0, _fallbacks(target))
@@ -213,7 +270,15 @@ def load_cache(
         for old in cache_dir.glob(f"{stem}_*"):
             old.unlink(missing_ok=True)
         start = time.perf_counter()
-        fallbacks = _build(files, image_size, crop, target, progress)
+        boxes_path = cache_dir / f"{name}_faceboxes_{set_id}_{_key(sources, 'faceboxes')}.npy"
+        known = _load_boxes(boxes_path, len(files)) if crop == "face" else None
+        boxes = _build(files, image_size, crop, target, progress, known)
+        fallbacks = int(boxes[:, 4].sum())
+        if crop == "face" and known is None:
+            for old in cache_dir.glob(f"{name}_faceboxes_{set_id}_*.npy"):
+                if ".tmp" not in old.name:  # another size's build may be writing its own
+                    old.unlink(missing_ok=True)
+            _save_atomic(boxes_path, boxes)
         seconds = time.perf_counter() - start
     finally:
         lock.release()

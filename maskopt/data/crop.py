@@ -109,27 +109,48 @@ def face_box(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
     return left, top, bw, bh
 
 
-def crop_and_resize(
-    rgb: np.ndarray, image_size: int, crop: str = "center"
-) -> tuple[np.ndarray, bool]:
-    """(image (H, W, 3) uint8, fell_back): fell_back is True when face crop found no face."""
-    check_crop(crop)
-    out_h, out_w = image_shape(image_size)
-    if rgb.ndim == 2:
-        rgb = cv2.cvtColor(rgb, cv2.COLOR_GRAY2RGB)
-    elif rgb.shape[2] == 4:
-        rgb = cv2.cvtColor(rgb, cv2.COLOR_RGBA2RGB)
+Box = tuple[int, int, int, int]  # left, top, width, height
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """3-channel RGB from grey (H, W), RGB or RGBA input."""
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_RGBA2RGB)
+    return image
+
+
+def crop_box(rgb: np.ndarray, crop: str = "center") -> tuple[Box, bool]:
+    """(box to cut, fell_back) for an RGB photo; fell_back: face crop found no face."""
     height, width = rgb.shape[:2]
-    box, fell_back = None, False
-    if crop == "face":
+    if check_crop(crop) == "face":
         box = face_box(rgb)
-        fell_back = box is None
-    left, top, bw, bh = box or center_box(width, height)
+        if box is not None:
+            return box, False
+        return center_box(width, height), True
+    return center_box(width, height), False
+
+
+def resize_box(rgb: np.ndarray, box: Box, image_size: int) -> np.ndarray:
+    """Cut ``box`` out of ``rgb`` and resize it to image_shape(image_size), uint8."""
+    out_h, out_w = image_shape(image_size)
+    left, top, bw, bh = box
     patch = rgb[top : top + bh, left : left + bw]
     # INTER_AREA averages when shrinking (no aliasing); linear when enlarging.
     interp = cv2.INTER_AREA if bw >= out_w else cv2.INTER_LINEAR
     out = cv2.resize(patch, (out_w, out_h), interpolation=interp)
-    return np.ascontiguousarray(out, dtype=np.uint8), fell_back
+    return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+def crop_and_resize(
+    rgb: np.ndarray, image_size: int, crop: str = "center"
+) -> tuple[np.ndarray, bool]:
+    """(image (H, W, 3) uint8, fell_back): fell_back is True when face crop found no face."""
+    image_shape(image_size)  # a bad size fails before the (slow) face search
+    rgb = as_rgb(rgb)
+    box, fell_back = crop_box(rgb, crop)
+    return resize_box(rgb, box, image_size), fell_back
 
 
 def decode_image(path: str | Path) -> np.ndarray:

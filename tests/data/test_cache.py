@@ -88,7 +88,8 @@ def test_face_and_center_are_separate_caches(data) -> None:
     face = read_train(data, crop="face", progress=False)
     np.testing.assert_array_equal(face.images(32), center)  # noise: no face, all fall back
     assert face.crop_fallbacks[32] == 28
-    assert len(_npy(data / ".maskopt_cache")) == 2
+    names = sorted(p.name.split("_")[1] for p in _npy(data / ".maskopt_cache"))
+    assert names == ["center", "face", "faceboxes"]  # + the face boxes, kept for other sizes
 
 
 def test_a_failed_build_leaves_no_half_cache(data) -> None:
@@ -193,3 +194,24 @@ def test_a_killed_build_leaves_no_cache_and_the_next_run_builds_it(data, tmp_pat
     assert info.built
     assert list(cache.glob("*.tmp*")) == []  # the dead run's temp file is cleaned up
     np.testing.assert_array_equal(arr[-1], prepare_image(paths[-1], 32))
+
+
+def test_face_boxes_are_found_once_for_all_sizes(tmp_path, monkeypatch) -> None:
+    from maskopt.data import crop as crop_module
+    from maskopt.data.synth import synthesize
+
+    synthesize(tmp_path / "d", people=3, eval_people=0, seed=0, size=(384, 512), progress=False)
+    ds = read_train(tmp_path / "d", crop="face", progress=False)
+    first = ds.images(32)
+    assert 0 < ds.crop_fallbacks[32] < len(ds)  # some faces found, some fell back
+    assert len(list((tmp_path / "d" / ".maskopt_cache").glob("train_faceboxes_*.npy"))) == 1
+    expected = [prepare_image(p, 48, "face") for p in ds.paths]  # (searches faces itself)
+
+    def no_search(rgb):
+        raise AssertionError("face search repeated for another size")
+
+    monkeypatch.setattr(crop_module, "face_box", no_search)
+    again = read_train(tmp_path / "d", crop="face", progress=False)
+    np.testing.assert_array_equal(again.images(48), np.stack(expected))
+    assert again.crop_fallbacks[48] == ds.crop_fallbacks[32]
+    np.testing.assert_array_equal(again.images(32), first)
