@@ -96,29 +96,27 @@ class _Repeat:
         return self.aug(_image())
 
 
+def _batches(dataset: _Repeat, workers: int) -> list[np.ndarray]:
+    from torch.utils.data import DataLoader
+
+    loader: DataLoader = DataLoader(dataset, batch_size=4, num_workers=workers)  # type: ignore[arg-type]
+    return [batch.numpy() for batch in loader]
+
+
 def test_dataloader_workers_draw_different_augmentations() -> None:
     import torch
-    from torch.utils.data import DataLoader
 
     aug = create_augment(3, seed=0)
     torch.manual_seed(0)
-    loader = DataLoader(_Repeat(aug), batch_size=4, num_workers=2)
-    first, second = (batch.numpy() for batch in loader)  # one batch from each worker
+    first, second = _batches(_Repeat(aug), 2)  # one batch from each worker
     assert not np.array_equal(first, second)  # a copied RNG would make them identical
     torch.manual_seed(0)
-    again = [batch.numpy() for batch in DataLoader(_Repeat(aug), batch_size=4, num_workers=2)]
-    np.testing.assert_array_equal(again[0], first)  # and a seeded run repeats
+    np.testing.assert_array_equal(_batches(_Repeat(aug), 2)[0], first)  # a seeded run repeats
 
 
 def test_explicit_seeding_in_a_worker_is_kept() -> None:
     aug = create_augment(3)
-    from torch.utils.data import DataLoader
-
-    seeded = [
-        b.numpy() for b in DataLoader(_Repeat(aug, seed_each=100), batch_size=4, num_workers=2)
-    ]
-    alone = [
-        b.numpy() for b in DataLoader(_Repeat(aug, seed_each=100), batch_size=4, num_workers=0)
-    ]
+    seeded = _batches(_Repeat(aug, seed_each=100), 2)
+    alone = _batches(_Repeat(aug, seed_each=100), 0)
     for got, want in zip(seeded, alone, strict=True):
         np.testing.assert_array_equal(got, want)  # same seeds -> same images, any worker
