@@ -437,24 +437,59 @@ def train(
     console.print(f"wrote {out / CHECKPOINT}, {out / METRICS}; tensorboard --logdir {out / TENSORBOARD}")
 
 
-def _predict_rows(source: Path, images: list[Path], crop: str, device: str, tta: bool) -> list[dict]:
-    """Prediction rows for IMAGES from one checkpoint (the place a bundle would branch off)."""
-    from maskopt.trainer.predict import predict_files
+def _predict_rows(
+    source: Path, images: list[Path], crop: str, device: str, tta: bool, eval_data: Path | None
+) -> tuple[list[dict], float | None]:
+    """Prediction rows for IMAGES (or <data>/eval) from a checkpoint or a bundle folder,
+    and the held-out macro F1 when eval/solution.csv is there."""
+    from maskopt.errors import ConfigError
+    from maskopt.studies.bundle import Prediction, is_bundle, predict_eval, predict_files
+    from maskopt.trainer.predict import prediction_rows
 
-    return predict_files(source, images, crop=crop, device=device, tta=tta)
+    if (eval_data is None) == (not images):
+        raise ConfigError("give IMAGES... or --eval (with --data DIR), not both and not neither.")
+    if source.is_dir():
+        if not is_bundle(source):
+            raise ConfigError(f"{source} is a folder but not a bundle (no manifest.json); "
+                              "give a checkpoint file or a folder written by maskopt best --export.")
+        pred = (predict_eval(source, eval_data, device=device) if eval_data is not None
+                else predict_files(source, images, device=device))
+    elif eval_data is not None:
+        from maskopt.data.layout import read_eval
+        from maskopt.errors import DataError
+        from maskopt.trainer.checkpoint import load_model
+        from maskopt.trainer.predict import predict_probs
+
+        ev = read_eval(eval_data, crop=crop)
+        if ev is None:
+            raise DataError(f"no eval/ folder in {eval_data} (expected eval/info.csv and eval/images/).")
+        model, cfg = load_model(source, device=device)
+        probs = predict_probs(model, ev.images(cfg.image_size), device=device, tta=tta)
+        pred = Prediction(list(ev.image_ids), probs, ev.solution)
+    else:
+        from maskopt.trainer.predict import predict_files as predict_checkpoint
+
+        return predict_checkpoint(source, images, crop=crop, device=device, tta=tta), None
+    return prediction_rows([Path(i) for i in pred.images], pred.probs), pred.heldout_f1
 
 
 @app.command()
 @friendly
 def predict(
-    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint written by maskopt train (model.pt).")],
-    images: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
+    checkpoint: Annotated[
+        Path, typer.Argument(help="A checkpoint (model.pt from maskopt train) or a bundle folder (maskopt best --export).")
+    ],
+    images: Annotated[list[Path] | None, typer.Argument(help="Image files or folders of images.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write a CSV here instead of printing a table.")] = None,
-    crop: CropOpt = "center",
+    eval_: Annotated[
+        bool, typer.Option("--eval", help="Predict <data>/eval (info.csv order); prints the held-out F1 if solution.csv is there.")
+    ] = False,
+    data: DataOpt = DEFAULT_DATA,
+    crop: Annotated[str, typer.Option("--crop", help="Face crop for a checkpoint (a bundle uses its own).")] = "center",
     device: DeviceOpt = "auto",
-    tta: Annotated[bool, typer.Option("--tta", help="Average with the mirrored image.")] = False,
+    tta: Annotated[bool, typer.Option("--tta", help="Average with the mirrored image (a bundle uses its own setting).")] = False,
 ) -> None:
-    """Predict mask / gender / age classes of new photos (any size)."""
+    """Predict mask / gender / age classes of new photos (any size) with a checkpoint or a bundle."""
     import csv
     import io
 
@@ -463,7 +498,7 @@ def predict(
 
     from maskopt.trainer.config import atomic_write_text
 
-    rows = _predict_rows(checkpoint, images, crop, device, tta)
+    rows, heldout = _predict_rows(checkpoint, list(images or []), crop, device, tta, data if eval_ else None)
     cols = ("image", "class", "mask", "gender", "age", "probability")
     if out is not None:
         buf = io.StringIO()
@@ -472,13 +507,15 @@ def predict(
         writer.writerows({**r, "probability": f"{r['probability']:.4f}"} for r in rows)
         atomic_write_text(out, buf.getvalue())
         Console().print(f"wrote {len(rows)} predictions to {out}")
-        return
-    table = Table(title=f"{len(rows)} predictions ({checkpoint})")
-    for c in cols:
-        table.add_column(c, justify="right" if c in ("class", "probability") else "left")
-    for r in rows:
-        table.add_row(r["image"], str(r["class"]), r["mask"], r["gender"], r["age"], f"{r['probability']:.3f}")
-    Console().print(table)
+    else:
+        table = Table(title=f"{len(rows)} predictions ({checkpoint})")
+        for c in cols:
+            table.add_column(c, justify="right" if c in ("class", "probability") else "left")
+        for r in rows:
+            table.add_row(r["image"], str(r["class"]), r["mask"], r["gender"], r["age"], f"{r['probability']:.3f}")
+        Console().print(table)
+    if heldout is not None:
+        Console().print(f"held-out macro F1 (eval/solution.csv): {heldout:.4f}")
 
 
 def main() -> None:

@@ -1,0 +1,68 @@
+"""`maskopt predict BUNDLE (IMAGES... | --eval)`: the bundle reproduces its export's probabilities."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from maskopt.cli import app
+from maskopt.studies.export import export_best
+
+runner = CliRunner(env={"COLUMNS": "200"})
+
+
+@pytest.fixture(scope="module")
+def bundle(complementary_study, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "bundle"
+    export_best(storage_url=complementary_study.url, study_name=complementary_study.name,
+                data_dir=complementary_study.data, out=out, retrain=False, device="cpu", progress=False)
+    return out
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_predict_eval_writes_csv_and_heldout_f1(bundle: Path, complementary_study, tmp_path: Path) -> None:
+    out = tmp_path / "preds.csv"
+    res = runner.invoke(app, ["predict", str(bundle), "--eval", "--data", str(complementary_study.data),
+                              "--out", str(out), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "held-out macro F1 (eval/solution.csv):" in res.output
+    rows = read_rows(out)
+    with np.load(bundle / "eval_probs.npz") as z:
+        probs, ids = z["probs"], list(z["image_ids"])
+    assert [r["image"] for r in rows] == ids
+    assert [int(r["class"]) for r in rows] == probs.argmax(1).tolist()
+    assert np.allclose([float(r["probability"]) for r in rows], probs.max(1), atol=1e-4)
+    assert set(rows[0]) == {"image", "class", "mask", "gender", "age", "probability"}
+    with open(bundle / "submission.csv") as f:
+        assert [int(r["ans"]) for r in csv.DictReader(f)] == [int(r["class"]) for r in rows]
+
+
+def test_predict_images_with_a_bundle(bundle: Path, complementary_study, tmp_path: Path) -> None:
+    img = sorted((complementary_study.data / "eval" / "images").iterdir())[0]
+    out = tmp_path / "one.csv"
+    res = runner.invoke(app, ["predict", str(bundle), str(img), "--out", str(out), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert [r["image"] for r in read_rows(out)] == [str(img)]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "text"),
+    [
+        (["{bundle}"], 2, "give IMAGES... or --eval"),
+        (["{data}", "--eval", "--data", "{data}"], 2, "not a bundle"),
+        (["{bundle}", "missing.jpg"], 1, "some images do not exist"),
+    ],
+)
+def test_predict_errors_are_one_line(bundle: Path, complementary_study, args, code, text) -> None:
+    args = [a.format(bundle=bundle, data=complementary_study.data) for a in args]
+    res = runner.invoke(app, ["predict", *args, "--device", "cpu"])
+    assert res.exit_code == code, res.output
+    assert text in res.output and "Traceback" not in res.output
