@@ -230,7 +230,7 @@ def _raise_or_skip(problems: dict[str, list[str]], what: str, skip_bad: bool) ->
     if len(lines) > _MAX_LISTED:
         shown.append(f"... and {len(lines) - _MAX_LISTED} more")
     raise DataError(
-        f"{what}: {len(lines)} problem(s) in {len(problems)} person folder(s) "
+        f"{what}: {len(lines)} problem(s) "
         "(fix them, or pass --skip-bad to leave those people out)",
         shown,
     )
@@ -426,11 +426,9 @@ def read_train(
             + f": expected folders <id>_<gender>_<race>_<age>/ with {_EXPECTED_FILES}"
         )
     if skipped or unlisted:
-        log.warning(
-            "--skip-bad: left out %d person(s) with problems and %d folder(s) not in train.csv",
-            skipped,
-            len(unlisted),
-        )
+        left_out = [f"{skipped} person(s) with problems"] if skipped else []
+        left_out += [f"{len(unlisted)} folder(s) not in train.csv"] if unlisted else []
+        log.warning("--skip-bad: left out %s", " and ".join(left_out))
     return TrainSet(root, records, crop, Path(cache_dir) if cache_dir else None, skipped, progress)
 
 
