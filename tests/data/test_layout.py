@@ -158,10 +158,12 @@ def test_cli_shows_all_problems_in_one_error_without_traceback(tmp_path) -> None
         assert part in result.output
 
 
-def test_skip_bad_drops_the_bad_people_and_counts_them(tmp_path) -> None:
+def test_skip_bad_drops_the_bad_people_and_counts_them(tmp_path, caplog) -> None:
     root = make_layout(tmp_path / "d")
     _break_three_ways(root)
-    ds = read_train(root, skip_bad=True)
+    with caplog.at_level("WARNING", logger="maskopt.data.layout"):
+        ds = read_train(root, skip_bad=True)
+    assert "left out 3 person(s) with problems and 1 folder(s) not in train.csv" in caplog.text
     # person 0 (corrupt), 1 (its folder renamed: not counted twice), 2 (missing normal)
     assert ds.skipped_people == 3
     assert {r.person for r in ds.records} == {"000004"}
