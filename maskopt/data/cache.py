@@ -13,6 +13,7 @@ one uint8 ``.npy`` file under ``<data>/.maskopt_cache/`` and every later run map
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -156,6 +157,7 @@ def _build(
     h, w = image_shape(image_size)
     tmp = target.with_name(f"{target.stem}.tmp{os.getpid()}.npy")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), h, w, 3))
+    _reserve(tmp)
     problems: list[str] = []
     boxes = np.zeros((len(paths), _BOX_COLUMNS), np.int32)
     # cv2 decodes and resizes without the GIL, so threads give real parallelism.
@@ -200,6 +202,25 @@ def _build(
         tmp.with_suffix(".json").unlink(missing_ok=True)
         raise
     return boxes
+
+
+def _reserve(path: Path) -> None:
+    """Allocate the whole file now: a disk that fills up under a memory map kills the
+    process with SIGBUS mid-build; here it is a clear error before any work is done."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    try:
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            return  # e.g. a filesystem without fallocate: carry on as before
+        size = path.stat().st_size
+        path.unlink(missing_ok=True)
+        raise MaskoptError(
+            f"not enough disk space for the image cache: it needs {size / 2**30:.2f} GiB in "
+            f"{path.parent}; free some space or pass --cache DIR on a larger disk"
+        ) from None
 
 
 def _open(path: Path, n: int, image_size: int) -> np.ndarray | None:

@@ -215,3 +215,16 @@ def test_face_boxes_are_found_once_for_all_sizes(tmp_path, monkeypatch) -> None:
     np.testing.assert_array_equal(again.images(48), np.stack(expected))
     assert again.crop_fallbacks[48] == ds.crop_fallbacks[32]
     np.testing.assert_array_equal(again.images(32), first)
+
+
+def test_a_full_disk_is_a_clear_error_before_decoding(data, monkeypatch) -> None:
+    import errno
+
+    def full(fd, offset, length):  # what the kernel answers on a full disk
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    ds = read_train(data, progress=False)
+    with pytest.raises(MaskoptError, match=r"not enough disk space .* GiB .* --cache DIR"):
+        ds.images(32)
+    assert list((data / ".maskopt_cache").glob("*.npy")) == []
