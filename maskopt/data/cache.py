@@ -4,11 +4,15 @@ Decoding thousands of JPEGs in every epoch of every fold of every trial is where
 search loses most of its time. Here each (image list, crop, size) is decoded once into
 one uint8 ``.npy`` file under ``<data>/.maskopt_cache/`` and every later run maps it.
 
-- key: a hash of the source files' (relative path, size, mtime), the crop, the size and
-  the preprocessing version; any change to a source file gives a new key and a rebuild,
-  and the stale file of the same name/crop/size is removed.
+- file name ``{name}_{crop}_{size}_{set id}_{key}.npy``: the set id hashes the relative
+  paths (which data set), the key adds each source's size and mtime, the crop, the size
+  and PREP_VERSION. A changed source gives a new key and a rebuild, and the stale file
+  of that data set, crop and size is removed; a ``.json`` beside it holds the counts.
 - atomic: built in a temp file and renamed, so a killed run leaves no half cache.
-- a ``filelock.FileLock`` per name/crop/size, so workers starting together build it once.
+- a ``filelock.FileLock`` per data set, crop and size: workers starting together build
+  it once; the others wait and map the result.
+- ``--crop face``: the face boxes are kept too (``{name}_faceboxes_...npy``), so the
+  slow face search runs once per data set, not once per image size.
 """
 
 from __future__ import annotations

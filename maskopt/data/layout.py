@@ -124,7 +124,7 @@ class _Person:
     pid: str
     gender: int
     age: int
-    where: str  # how problems name this person: "train.csv row 3" or the folder
+    where: str  # how problems name this person: "train.csv line 3 (...)" or "images/<folder>"
 
 
 def _people_from_csv(
