@@ -1,1 +1,1 @@
-"""Studies after the search: storage, listing, best trials, the ensemble, the export bundle, plots."""
+"""After the search: storage, listing, best trials, the ensemble, the export bundle, plots."""

@@ -178,7 +178,9 @@ def predict_images(
     manifest = manifest or read_manifest(folder)
     check_vote(manifest.vote)
     probs = [
-        member_probs(folder, m, images_for(int(m.config["image_size"])), tta=manifest.tta, device=device)
+        member_probs(
+            folder, m, images_for(int(m.config["image_size"])), tta=manifest.tta, device=device
+        )
         for m in manifest.members
     ]
     return np.asarray(combine(probs, manifest.weights, vote=manifest.vote), dtype=np.float32)
@@ -204,7 +206,9 @@ def predict_paths(folder: Path, paths: Sequence[Path], *, device: str = "cpu") -
     missing = [str(p) for p in paths if not Path(p).is_file()]
     if missing:
         raise DataError("some images do not exist", missing)
-    return predict_images(folder, images_from_paths(paths, manifest.crop), device=device, manifest=manifest)
+    return predict_images(
+        folder, images_from_paths(paths, manifest.crop), device=device, manifest=manifest
+    )
 
 
 @dataclass(frozen=True)
@@ -219,7 +223,9 @@ class Prediction:
     def heldout_f1(self) -> float | None:
         from maskopt.trainer.metrics import macro_f1
 
-        return None if self.solution is None else float(macro_f1(self.solution, self.probs.argmax(1)))
+        return (
+            None if self.solution is None else float(macro_f1(self.solution, self.probs.argmax(1)))
+        )
 
 
 def predict_files(folder: Path, images: Sequence[Path], *, device: str = "auto") -> Prediction:

@@ -26,6 +26,7 @@ VOTES = ("soft", "hard")
 _TIE_BREAK = 1e-6
 
 Score = Callable[[np.ndarray, np.ndarray], float]
+Weights = Sequence[float] | np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Selection:
         return [i for i, c in enumerate(self.counts) if c > 0]
 
 
-def _check(probs: Sequence[np.ndarray], weights: Sequence[float] | None) -> np.ndarray:
+def _check(probs: Sequence[np.ndarray], weights: Weights) -> np.ndarray:
     if len(probs) == 0:
         raise ValueError("need at least one member's probabilities, but got none.")
     shape = np.shape(probs[0])
@@ -68,11 +69,11 @@ def check_vote(vote: str) -> str:
     return vote
 
 
-def soft_vote(probs: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+def soft_vote(probs: Sequence[np.ndarray], weights: Weights = None) -> np.ndarray:
     """Weighted mean of the members' probabilities, (N, C) float32."""
     w = _check(probs, weights)
     out = np.zeros(np.shape(probs[0]), dtype=np.float64)
-    for wi, p in zip(w, probs):
+    for wi, p in zip(w, probs, strict=True):
         if wi > 0:
             out += wi * np.asarray(p, dtype=np.float64)
     return out.astype(np.float32)
@@ -85,7 +86,7 @@ def _one_hot(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def hard_vote(probs: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+def hard_vote(probs: Sequence[np.ndarray], weights: Weights = None) -> np.ndarray:
     """Weighted share of the members' votes (each votes for its argmax), (N, C) float64.
 
     Rows sum to 1. Ties between classes with equal vote share go to the class with
@@ -94,14 +95,14 @@ def hard_vote(probs: Sequence[np.ndarray], weights: Sequence[float] | None = Non
     """
     w = _check(probs, weights)
     shares = np.zeros(np.shape(probs[0]), dtype=np.float64)
-    for wi, p in zip(w, probs):
+    for wi, p in zip(w, probs, strict=True):
         if wi > 0:
             shares += wi * _one_hot(p)
     soft = soft_vote(probs, w).astype(np.float64)
     return (shares + _TIE_BREAK * soft) / (1.0 + _TIE_BREAK)
 
 
-def combine(probs: Sequence[np.ndarray], weights: Sequence[float] | None = None, vote: str = "soft") -> np.ndarray:
+def combine(probs: Sequence[np.ndarray], weights: Weights = None, vote: str = "soft") -> np.ndarray:
     """Soft or hard vote, by name."""
     return soft_vote(probs, weights) if check_vote(vote) == "soft" else hard_vote(probs, weights)
 
@@ -112,7 +113,9 @@ def _default_score() -> Score:
     return macro_f1
 
 
-def member_scores(probs: Sequence[np.ndarray], labels: np.ndarray, score: Score | None = None) -> list[float]:
+def member_scores(
+    probs: Sequence[np.ndarray], labels: np.ndarray, score: Score | None = None
+) -> list[float]:
     """Each member's own score (macro F1 of its argmax by default)."""
     score = score or _default_score()
     _check(probs, None)
@@ -140,7 +143,9 @@ def greedy_select(
     _check(probs, None)
     labels = np.asarray(labels)
     if len(labels) != len(probs[0]):
-        raise ValueError(f"labels has {len(labels)} rows, but the probabilities have {len(probs[0])}.")
+        raise ValueError(
+            f"labels has {len(labels)} rows, but the probabilities have {len(probs[0])}."
+        )
     # What each candidate adds to the running sum: its probabilities or its one-hot vote.
     parts = [np.asarray(p, dtype=np.float64) if vote == "soft" else _one_hot(p) for p in probs]
     soft_parts = [np.asarray(p, dtype=np.float64) for p in probs]
@@ -152,7 +157,7 @@ def greedy_select(
     order: list[int] = []
     for _ in range(rounds):
         scores = []
-        for part, soft in zip(parts, soft_parts):
+        for part, soft in zip(parts, soft_parts, strict=True):
             # argmax of (sum of votes + tiny soft sum) = the tie-broken combination
             combined = running + part
             if vote == "hard":

@@ -125,7 +125,8 @@ def trial_config(study: optuna.Study, number: int) -> TrainConfig:
     raw = trials[number].user_attrs.get("config")
     if raw is None:
         raise StudyError(
-            f"trial {number} of {study.study_name!r} has no config (state {trials[number].state.name}); "
+            f"trial {number} of {study.study_name!r} has no config "
+            f"(state {trials[number].state.name}); "
             "it may have failed before its config was sampled."
         )
     return config_from_dict(json.loads(raw) if isinstance(raw, str) else raw)
@@ -195,7 +196,9 @@ def _download(store: Any, artifact_id: str, path: Path) -> Path:
     try:
         download_artifact(artifact_store=store, file_path=str(path), artifact_id=artifact_id)
     except Exception as err:  # the store's own errors vary (missing file, permissions)
-        raise StudyError(f"cannot read artifact {artifact_id} from the artifact store: {err}") from None
+        raise StudyError(
+            f"cannot read artifact {artifact_id} from the artifact store: {err}"
+        ) from None
     return path
 
 
@@ -203,7 +206,10 @@ def _check_data(study: optuna.Study, data: TrainSet, data_dir: Path) -> None:
     attrs = study.user_attrs
     want = attrs.get("data_fingerprint")
     if want is None:
-        raise StudyError(f"study {study.study_name!r} has no data_fingerprint: it was not made by maskopt search.")
+        raise StudyError(
+            f"study {study.study_name!r} has no data_fingerprint: "
+            "it was not made by maskopt search."
+        )
     have = data.fingerprint()
     if have != want:
         diffs = [f"fingerprint {have} here, {want} in the study"]
@@ -212,7 +218,7 @@ def _check_data(study: optuna.Study, data: TrainSet, data_dir: Path) -> None:
         raise StudyError(
             f"data {data_dir} is not the data study {study.study_name!r} was searched on ("
             + "; ".join(diffs)
-            + "): folds, OOF predictions and fingerprints would not line up. Pass the study's --data."
+            + "): folds and OOF predictions would not line up. Pass the study's --data."
         )
 
 
@@ -244,7 +250,7 @@ def _load_candidates(
             f"study {study.study_name!r} has no complete trial with saved OOF predictions; "
             "run `maskopt search` first (or longer)."
         )
-    for c, f1 in zip(out, member_scores([c.oof for c in out], labels)):
+    for c, f1 in zip(out, member_scores([c.oof for c in out], labels), strict=True):
         c.oof_f1 = f1
     return out, labels, notes
 
@@ -253,12 +259,15 @@ def _folds(study: optuna.Study, data: TrainSet) -> list[tuple[np.ndarray, np.nda
     from maskopt.trainer.folds import create_folds
 
     attrs = study.user_attrs
-    return create_folds(data.strata(), data.groups(), int(attrs["n_folds"]), int(attrs["fold_seed"]))
+    return create_folds(
+        data.strata(), data.groups(), int(attrs["n_folds"]), int(attrs["fold_seed"])
+    )
 
 
 def _fold_checkpoints(c: Candidate, store: Any, work: Path) -> list[Path]:
     return [
-        _download(store, art, work / f"trial-{c.number}-fold-{k}.pt") for k, art in enumerate(c.fold_models)
+        _download(store, art, work / f"trial-{c.number}-fold-{k}.pt")
+        for k, art in enumerate(c.fold_models)
     ]
 
 
@@ -312,23 +321,48 @@ def retrain_config(cfg: TrainConfig, fold_best_epoch: Sequence[int]) -> TrainCon
 def _retrain(
     members: list[Candidate], data: TrainSet, folder: Path, device: str, progress: bool, study: str
 ) -> dict[int, tuple[list[str], int]]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from maskopt.trainer.checkpoint import save_checkpoint
     from maskopt.trainer.loop import fit
 
-    cfgs = {c.number: retrain_config(c.config, c.trial.user_attrs.get("fold_best_epoch", [])) for c in members}
+    cfgs = {
+        c.number: retrain_config(c.config, c.trial.user_attrs.get("fold_best_epoch", []))
+        for c in members
+    }
     out: dict[int, tuple[list[str], int]] = {}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, disable=not _progress_enabled(progress)) as bar:
-        task = bar.add_task("retraining on all data (epochs)", total=sum(c.epochs for c in cfgs.values()))
+        task = bar.add_task(
+            "retraining on all data (epochs)", total=sum(c.epochs for c in cfgs.values())
+        )
         for c in members:
             cfg = cfgs[c.number]
-            bar.update(task, description=f"retraining trial {c.number} on all data ({cfg.epochs} epochs)")
-            log.info("retraining trial %d on all %d images for %d epochs", c.number, len(data), cfg.epochs)
+            bar.update(
+                task, description=f"retraining trial {c.number} on all data ({cfg.epochs} epochs)"
+            )
+            log.info(
+                "retraining trial %d on all %d images for %d epochs",
+                c.number,
+                len(data),
+                cfg.epochs,
+            )
             result = fit(cfg, data, fold=None, on_epoch=lambda _m: bar.advance(task), device=device)
             rel = f"models/trial-{c.number}.pt"
-            save_checkpoint(folder / rel, result.state_dict, cfg, trial=c.number, study=study, retrained=True)
+            save_checkpoint(
+                folder / rel, result.state_dict, cfg, trial=c.number, study=study, retrained=True
+            )
             out[c.number] = ([rel], cfg.epochs)
     return out
 
@@ -349,8 +383,17 @@ def _write_oof_report(folder: Path, labels: np.ndarray, probs: np.ndarray) -> di
     _write_csv(
         folder / "oof_per_class.csv",
         ["class", "name", "precision", "recall", "f1", "support"],
-        [[r["class"], r["name"], f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}", r["support"]]
-         for r in m["per_class"]],
+        [
+            [
+                r["class"],
+                r["name"],
+                f"{r['precision']:.4f}",
+                f"{r['recall']:.4f}",
+                f"{r['f1']:.4f}",
+                r["support"],
+            ]
+            for r in m["per_class"]
+        ],
     )
     _write_csv(
         folder / "oof_confusion.csv",
@@ -367,19 +410,28 @@ def _choose(
     best = cands[int(np.argmax([c.oof_f1 for c in cands]))]
     if len(sel.members) > 1 and sel.score > best.oof_f1:
         picks = ", ".join(f"trial {cands[i].number} x{n}" for i, n in enumerate(sel.counts) if n)
-        return sel, True, (
-            f"ensemble of {len(sel.members)} trials ({picks}) kept: OOF macro F1 {sel.score:.4f} "
-            f"beats the best single trial {best.number} ({best.oof_f1:.4f})."
+        return (
+            sel,
+            True,
+            (
+                f"ensemble of {len(sel.members)} trials ({picks}) kept: "
+                f"OOF macro F1 {sel.score:.4f} "
+                f"beats the best single trial {best.number} ({best.oof_f1:.4f})."
+            ),
         )
     why = (
         "only one complete trial to choose from"
         if len(cands) == 1
-        else f"adding any other trial's votes did not raise the OOF macro F1 above {best.oof_f1:.4f}"
+        else "adding any other trial's votes did not raise the OOF macro F1 "
+        f"above {best.oof_f1:.4f}"
     )
     single = Selection(
         counts=tuple(int(c is best) for c in cands),
         weights=tuple(float(c is best) for c in cands),
-        score=best.oof_f1, history=(best.oof_f1,), order=(cands.index(best),), vote=vote,
+        score=best.oof_f1,
+        history=(best.oof_f1,),
+        order=(cands.index(best),),
+        vote=vote,
     )
     return single, False, f"best single trial {best.number} exported: {why}."
 
@@ -413,13 +465,18 @@ def export_best(
         raise ConfigError(f"--top must be >= 1, but got {top}.")
     study = load_study(storage_url, study_name)
     attrs = study.user_attrs
-    store = create_artifact_store(artifacts_dir_for(storage_url, artifacts or attrs.get("artifacts_dir")))
+    store = create_artifact_store(
+        artifacts_dir_for(storage_url, artifacts or attrs.get("artifacts_dir"))
+    )
     crop = attrs.get("crop", "center")
     data = read_train(data_dir, crop=crop, cache_dir=cache_dir, progress=progress)
     _check_data(study, data, Path(data_dir))
     dev = str(resolve_device(device))
 
-    with tempfile.TemporaryDirectory(prefix="maskopt-export-") as work_s, bundles.staging(out) as folder:
+    with (
+        tempfile.TemporaryDirectory(prefix="maskopt-export-") as work_s,
+        bundles.staging(out) as folder,
+    ):
         work = Path(work_s)
         cands, labels, notes = _load_candidates(study, store, data, top, work)
         echo(f"{len(cands)} candidate trial(s) loaded with their OOF predictions")
@@ -437,7 +494,10 @@ def export_best(
         for c in need.values():
             if c.fold_models and folds is not None:
                 if len(c.fold_models) != len(folds):
-                    notes.append(f"trial {c.number}: {len(c.fold_models)} fold models for {len(folds)} folds.")
+                    notes.append(
+                        f"trial {c.number}: {len(c.fold_models)} fold models "
+                        f"for {len(folds)} folds."
+                    )
                     continue
                 fold_cks[c.number] = _fold_checkpoints(c, store, work)
                 echo(f"measuring hflip TTA on OOF for trial {c.number}")
@@ -445,7 +505,8 @@ def export_best(
         no_models = [c.number for c in need.values() if c.number not in fold_cks]
         if no_models:
             notes.append(
-                "no kept fold models for trial(s) " + ", ".join(map(str, no_models))
+                "no kept fold models for trial(s) "
+                + ", ".join(map(str, no_models))
                 + " (they left the search's top K): TTA could not be measured for them."
             )
         if not retrain:
@@ -463,7 +524,9 @@ def export_best(
             imgs = np.asarray(data.images(c.config.image_size)[:THROUGHPUT_IMAGES])
             for t in (False, True):
                 speed[(c.number, t)] = _images_per_s(c.config, imgs, dev, t)
-        per_member_models = {c.number: (1 if retrain else len(c.fold_models)) for c in need.values()}
+        per_member_models = {
+            c.number: (1 if retrain else len(c.fold_models)) for c in need.values()
+        }
 
         def ips(group: list[Candidate], t: bool) -> float:
             return 1.0 / sum(per_member_models[c.number] / speed[(c.number, t)] for c in group)
@@ -476,10 +539,18 @@ def export_best(
 
         ws = [sel.weights[i] for i in sel.members]
         tradeoff = [
-            TradeOff(f"best single (trial {best_single.number})", best_single.oof_f1,
-                     ips([best_single], False), per_member_models[best_single.number]),
-            TradeOff("best single + TTA", tta_f1([best_single], [1.0]), ips([best_single], True),
-                     2 * per_member_models[best_single.number]),
+            TradeOff(
+                f"best single (trial {best_single.number})",
+                best_single.oof_f1,
+                ips([best_single], False),
+                per_member_models[best_single.number],
+            ),
+            TradeOff(
+                "best single + TTA",
+                tta_f1([best_single], [1.0]),
+                ips([best_single], True),
+                2 * per_member_models[best_single.number],
+            ),
         ]
         if kept:
             n_models = sum(per_member_models[c.number] for c in chosen)
@@ -488,7 +559,10 @@ def export_best(
                 TradeOff("ensemble + TTA", tta_f1(chosen, ws), ips(chosen, True), 2 * n_models),
             ]
         if tta and tta_f1(chosen, ws) is None:
-            notes.append("--tta: the TTA gain could not be measured on OOF (no fold models); TTA is used anyway.")
+            notes.append(
+                "--tta: the TTA gain could not be measured on OOF (no fold models); "
+                "TTA is used anyway."
+            )
 
         # the members' models
         if retrain:
@@ -507,28 +581,54 @@ def export_best(
             bundles.Member(
                 trial=c.number,
                 weight=float(w),
-                config=_config_dict(c.config if not retrain else
-                                    retrain_config(c.config, c.trial.user_attrs.get("fold_best_epoch", []))),
+                config=_config_dict(
+                    c.config
+                    if not retrain
+                    else retrain_config(c.config, c.trial.user_attrs.get("fold_best_epoch", []))
+                ),
                 checkpoints=tuple(trained[c.number][0]),
                 oof_f1=c.oof_f1,
                 retrained=retrain,
                 epochs=trained[c.number][1],
             )
-            for c, w in zip(chosen, ws)
+            for c, w in zip(chosen, ws, strict=True)
         )
 
         _write_oof_report(folder, labels, ens_oof)
         plots = write_plots(study, folder / "plots.html")
         report = ExportReport(
-            out=Path(out), study=study_name, vote=vote,
-            candidates=[{"trial": c.number, "value": c.trial.value, "oof_f1": c.oof_f1,
-                         "has_models": bool(c.fold_models)} for c in cands],
-            plain_average_f1=plain, selection=sel, ensemble_kept=kept, decision=decision,
-            members=list(members), oof_f1=ens_f1, tta=tta, tradeoff=tradeoff, plots=plots, notes=notes,
+            out=Path(out),
+            study=study_name,
+            vote=vote,
+            candidates=[
+                {
+                    "trial": c.number,
+                    "value": c.trial.value,
+                    "oof_f1": c.oof_f1,
+                    "has_models": bool(c.fold_models),
+                }
+                for c in cands
+            ],
+            plain_average_f1=plain,
+            selection=sel,
+            ensemble_kept=kept,
+            decision=decision,
+            members=list(members),
+            oof_f1=ens_f1,
+            tta=tta,
+            tradeoff=tradeoff,
+            plots=plots,
+            notes=notes,
         )
         manifest = bundles.Manifest(
-            study=study_name, vote=vote, tta=tta, crop=crop, members=members, oof_f1=ens_f1,
-            data_fingerprint=attrs["data_fingerprint"], versions=bundles.library_versions(),
+            study=study_name,
+            vote=vote,
+            tta=tta,
+            crop=crop,
+            members=members,
+            oof_f1=ens_f1,
+            data_fingerprint=attrs["data_fingerprint"],
+            versions=bundles.library_versions(),
             info={},
         )
 
@@ -537,18 +637,26 @@ def export_best(
         if ev is not None:
             echo(f"predicting {len(ev)} eval images")
             member_p = [
-                bundles.member_probs(folder, m, ev.images(int(m.config["image_size"])), tta=tta, device=dev)
+                bundles.member_probs(
+                    folder, m, ev.images(int(m.config["image_size"])), tta=tta, device=dev
+                )
                 for m in members
             ]
             probs = combine(member_p, manifest.weights, vote=vote).astype(np.float32)
-            np.savez_compressed(folder / "eval_probs.npz", probs=probs, image_ids=np.array(ev.image_ids))
-            _write_csv(folder / "submission.csv", ["ImageID", "ans"],
-                       [[i, int(a)] for i, a in zip(ev.image_ids, probs.argmax(1))])
+            np.savez_compressed(
+                folder / "eval_probs.npz", probs=probs, image_ids=np.array(ev.image_ids)
+            )
+            _write_csv(
+                folder / "submission.csv",
+                ["ImageID", "ans"],
+                [[i, int(a)] for i, a in zip(ev.image_ids, probs.argmax(1), strict=True)],
+            )
             report.submission = Path(out) / "submission.csv"
             if ev.solution is not None:
                 report.heldout_f1 = float(macro_f1(ev.solution, probs.argmax(1)))
                 report.heldout_member_f1 = {
-                    m.trial: float(macro_f1(ev.solution, p.argmax(1))) for m, p in zip(members, member_p)
+                    m.trial: float(macro_f1(ev.solution, p.argmax(1)))
+                    for m, p in zip(members, member_p, strict=True)
                 }
         else:
             notes.append(f"no eval/ folder in {data_dir}: no submission.csv and no held-out score.")
@@ -570,7 +678,9 @@ def export_best(
             "storage": storage_url,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        bundles.write_manifest(folder, dataclasses.replace(manifest, info=info))  # last: completes it
+        bundles.write_manifest(
+            folder, dataclasses.replace(manifest, info=info)
+        )  # last: completes it
     return report
 
 

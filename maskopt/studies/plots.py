@@ -47,14 +47,30 @@ def study_figures(study: optuna.Study) -> tuple[list[tuple[str, Any]], dict[str,
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     plots: list[tuple[str, Callable[[], Any], str | None]] = [
-        ("Optimisation history", lambda: vis.plot_optimization_history(study),
-         None if complete else "no complete trials"),
-        ("Parameter importances", lambda: vis.plot_param_importances(study), _importance_skip(study)),
-        ("Parallel coordinates", lambda: vis.plot_parallel_coordinate(study),
-         None if complete and _varying_params(complete) else "no complete trial with varying parameters"),
-        ("Intermediate values", lambda: vis.plot_intermediate_values(study),
-         None if any(t.intermediate_values for t in study.get_trials(deepcopy=False))
-         else "no trial reported intermediate values"),
+        (
+            "Optimisation history",
+            lambda: vis.plot_optimization_history(study),
+            None if complete else "no complete trials",
+        ),
+        (
+            "Parameter importances",
+            lambda: vis.plot_param_importances(study),
+            _importance_skip(study),
+        ),
+        (
+            "Parallel coordinates",
+            lambda: vis.plot_parallel_coordinate(study),
+            None
+            if complete and _varying_params(complete)
+            else "no complete trial with varying parameters",
+        ),
+        (
+            "Intermediate values",
+            lambda: vis.plot_intermediate_values(study),
+            None
+            if any(t.intermediate_values for t in study.get_trials(deepcopy=False))
+            else "no trial reported intermediate values",
+        ),
     ]
     made: list[tuple[str, Any]] = []
     skipped: dict[str, str] = {}

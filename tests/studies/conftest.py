@@ -82,8 +82,8 @@ def build_study(
     from maskopt.trainer.config import config_to_dict
     from maskopt.trainer.folds import create_folds
     from maskopt.trainer.loop import FitResult, fit
-    from maskopt.trainer.models import create_model
     from maskopt.trainer.metrics import compute_metrics
+    from maskopt.trainer.models import create_model
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     folder.mkdir(parents=True, exist_ok=True)
@@ -94,16 +94,25 @@ def build_study(
     ds = read_train(data_dir, progress=False)
     study = optuna.create_study(study_name="maskopt", storage=storage, direction="maximize")
     for key, value in {
-        "data_fingerprint": ds.fingerprint(), "n_folds": N_FOLDS, "fold_seed": 0, "space": "test",
-        "epochs": 2, "crop": "center", "n_images": len(ds), "report": "epoch", "artifacts_dir": str(art_dir),
+        "data_fingerprint": ds.fingerprint(),
+        "n_folds": N_FOLDS,
+        "fold_seed": 0,
+        "space": "test",
+        "epochs": 2,
+        "crop": "center",
+        "n_images": len(ds),
+        "report": "epoch",
+        "artifacts_dir": str(art_dir),
     }.items():
         study.set_user_attr(key, value)
     folds = create_folds(ds.strata(), ds.groups(), N_FOLDS, 0)
     labels = ds.labels()
-    dists = {"backbone": CategoricalDistribution(["test_convnext", "test_resnet"]),
-             "lr": FloatDistribution(1e-4, 1e-1, log=True)}
+    dists = {
+        "backbone": CategoricalDistribution(["test_convnext", "test_resnet"]),
+        "lr": FloatDistribution(1e-4, 1e-1, log=True),
+    }
     numbers = []
-    for cfg, keep in zip(_configs(), keep_models):
+    for cfg, keep in zip(_configs(), keep_models, strict=True):
         study.enqueue_trial({"backbone": cfg.backbone, "lr": cfg.lr})
         trial = study.ask(fixed_distributions=dists)
         trial.set_user_attr("config", json.dumps(config_to_dict(cfg)))
@@ -116,21 +125,41 @@ def build_study(
                 for h in r.history:
                     trial.report(h["val_f1"], k * cfg.epochs + h["epoch"])
             else:
-                r = FitResult(best_f1=0.0, best_epoch=1, epochs_run=1, history=[], val_index=fold[1],
-                              val_probs=None, state_dict=create_model(cfg).state_dict(), config=cfg,
-                              images_per_s=1.0, seconds=0.0)
+                r = FitResult(
+                    best_f1=0.0,
+                    best_epoch=1,
+                    epochs_run=1,
+                    history=[],
+                    val_index=fold[1],
+                    val_probs=None,
+                    state_dict=create_model(cfg).state_dict(),
+                    config=cfg,
+                    images_per_s=1.0,
+                    seconds=0.0,
+                )
             results.append(r)
         if oof_fn is not None:
             oof = oof_fn(len(numbers), labels)
         metrics = compute_metrics(labels, oof)
         npz = folder / f"oof{trial.number}.npz"
         np.savez_compressed(npz, probs=oof, labels=labels)
-        trial.set_user_attr("oof_artifact", upload_artifact(artifact_store=store, file_path=str(npz), study_or_trial=trial))
+        trial.set_user_attr(
+            "oof_artifact",
+            upload_artifact(artifact_store=store, file_path=str(npz), study_or_trial=trial),
+        )
         models = []
         if keep:
             for k, r in enumerate(results):
-                ck = save_checkpoint(folder / f"m{trial.number}_{k}.pt", r.state_dict, cfg, fold=k, trial=trial.number)
-                models.append(upload_artifact(artifact_store=store, file_path=str(ck), study_or_trial=trial))
+                ck = save_checkpoint(
+                    folder / f"m{trial.number}_{k}.pt",
+                    r.state_dict,
+                    cfg,
+                    fold=k,
+                    trial=trial.number,
+                )
+                models.append(
+                    upload_artifact(artifact_store=store, file_path=str(ck), study_or_trial=trial)
+                )
         trial.set_user_attr("model_artifacts", models)
         trial.set_user_attr("fold_f1", [float(r.best_f1) for r in results])
         trial.set_user_attr("fold_best_epoch", [int(r.best_epoch) for r in results])

@@ -33,8 +33,15 @@ def make_manifest(folder: Path, checkpoints=("models/t3.pt",)) -> Manifest:
         epochs=2,
     )
     return Manifest(
-        study="s", vote="soft", tta=False, crop="center", members=(member,), oof_f1=0.5,
-        data_fingerprint="abc", versions={"maskopt": "0.1.0"}, info={"why": "test"},
+        study="s",
+        vote="soft",
+        tta=False,
+        crop="center",
+        members=(member,),
+        oof_f1=0.5,
+        data_fingerprint="abc",
+        versions={"maskopt": "0.1.0"},
+        info={"why": "test"},
     )
 
 

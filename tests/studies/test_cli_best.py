@@ -24,7 +24,9 @@ def test_config_out_writes_a_loadable_config(finished_study, tmp_path: Path) -> 
     from maskopt.trainer.config import load_config
 
     cfg = tmp_path / "cfg.json"
-    res = runner.invoke(app, ["best", "--storage", finished_study.url, "--trial", "1", "--config-out", str(cfg)])
+    res = runner.invoke(
+        app, ["best", "--storage", finished_study.url, "--trial", "1", "--config-out", str(cfg)]
+    )
     assert res.exit_code == 0, res.output
     assert load_config(cfg).backbone == "test_resnet"
     assert json.loads(cfg.read_text())["lr"] == 0.01
@@ -36,8 +38,21 @@ def test_errors_are_one_line(finished_study, tmp_path: Path) -> None:
     assert "no study 'nope'" in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["best", "--storage", finished_study.url, "--trial", "1"])
     assert res.exit_code == 2 and "--trial and --config-out go together" in res.output
-    res = runner.invoke(app, ["best", "--storage", finished_study.url, "--export", "--vote", "median",
-                              "--data", str(finished_study.data), "--out", str(tmp_path / "b")])
+    res = runner.invoke(
+        app,
+        [
+            "best",
+            "--storage",
+            finished_study.url,
+            "--export",
+            "--vote",
+            "median",
+            "--data",
+            str(finished_study.data),
+            "--out",
+            str(tmp_path / "b"),
+        ],
+    )
     assert res.exit_code == 2 and "vote must be one of soft, hard" in res.output
 
 
@@ -45,12 +60,30 @@ def test_export_prints_scores_tradeoff_and_heldout(complementary_study, tmp_path
     out = tmp_path / "bundle"
     res = runner.invoke(
         app,
-        ["best", "--storage", complementary_study.url, "--export", "--no-retrain", "--out", str(out),
-         "--data", str(complementary_study.data), "--device", "cpu"],
+        [
+            "best",
+            "--storage",
+            complementary_study.url,
+            "--export",
+            "--no-retrain",
+            "--out",
+            str(out),
+            "--data",
+            str(complementary_study.data),
+            "--device",
+            "cpu",
+        ],
         terminal_width=200,
     )
     assert res.exit_code == 0, res.output
-    for text in ("plain average of all", "ensemble of 2 trials", "optimistic", "trade-off",
-                 "ensemble + TTA", "held-out macro F1 (eval/solution.csv):", f"bundle written to {out}"):
+    for text in (
+        "plain average of all",
+        "ensemble of 2 trials",
+        "optimistic",
+        "trade-off",
+        "ensemble + TTA",
+        "held-out macro F1 (eval/solution.csv):",
+        f"bundle written to {out}",
+    ):
         assert text in res.output, text
     assert len(read_manifest(out).members) == 2

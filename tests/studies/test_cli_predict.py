@@ -1,4 +1,4 @@
-"""`maskopt predict BUNDLE (IMAGES... | --eval)`: the bundle reproduces its export's probabilities."""
+"""`maskopt predict BUNDLE (IMAGES... | --eval)`: the bundle reproduces the export's probs."""
 
 from __future__ import annotations
 
@@ -18,8 +18,15 @@ runner = CliRunner(env={"COLUMNS": "200"})
 @pytest.fixture(scope="module")
 def bundle(complementary_study, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "bundle"
-    export_best(storage_url=complementary_study.url, study_name=complementary_study.name,
-                data_dir=complementary_study.data, out=out, retrain=False, device="cpu", progress=False)
+    export_best(
+        storage_url=complementary_study.url,
+        study_name=complementary_study.name,
+        data_dir=complementary_study.data,
+        out=out,
+        retrain=False,
+        device="cpu",
+        progress=False,
+    )
     return out
 
 
@@ -28,10 +35,24 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_predict_eval_writes_csv_and_heldout_f1(bundle: Path, complementary_study, tmp_path: Path) -> None:
+def test_predict_eval_writes_csv_and_heldout_f1(
+    bundle: Path, complementary_study, tmp_path: Path
+) -> None:
     out = tmp_path / "preds.csv"
-    res = runner.invoke(app, ["predict", str(bundle), "--eval", "--data", str(complementary_study.data),
-                              "--out", str(out), "--device", "cpu"])
+    res = runner.invoke(
+        app,
+        [
+            "predict",
+            str(bundle),
+            "--eval",
+            "--data",
+            str(complementary_study.data),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "held-out macro F1 (eval/solution.csv):" in res.output
     rows = read_rows(out)
@@ -48,7 +69,9 @@ def test_predict_eval_writes_csv_and_heldout_f1(bundle: Path, complementary_stud
 def test_predict_images_with_a_bundle(bundle: Path, complementary_study, tmp_path: Path) -> None:
     img = sorted((complementary_study.data / "eval" / "images").iterdir())[0]
     out = tmp_path / "one.csv"
-    res = runner.invoke(app, ["predict", str(bundle), str(img), "--out", str(out), "--device", "cpu"])
+    res = runner.invoke(
+        app, ["predict", str(bundle), str(img), "--out", str(out), "--device", "cpu"]
+    )
     assert res.exit_code == 0, res.output
     assert [r["image"] for r in read_rows(out)] == [str(img)]
 

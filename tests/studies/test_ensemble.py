@@ -89,7 +89,7 @@ def test_greedy_starts_with_the_best_single_and_never_scores_below_it() -> None:
         assert sel.history[0] == pytest.approx(max(singles))
         assert sel.score >= max(singles)
         # history strictly increases: every accepted pick improved the score
-        assert all(b > a for a, b in zip(sel.history, sel.history[1:]))
+        assert all(b > a for a, b in zip(sel.history, sel.history[1:], strict=False))
         assert sum(sel.counts) == len(sel.order) == len(sel.history)
         assert sum(sel.weights) == pytest.approx(1.0)
         # the reported score is the score of the combination the weights describe

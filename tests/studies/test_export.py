@@ -27,8 +27,11 @@ def oof_of(study, number: int) -> np.ndarray:
     s = load_study(study.url, study.name)
     t = s.trials[number]
     path = Path(study.artifacts).parent / f"check-{number}-{id(s)}.npz"
-    download_artifact(artifact_store=create_artifact_store(study.artifacts), file_path=str(path),
-                      artifact_id=t.user_attrs["oof_artifact"])
+    download_artifact(
+        artifact_store=create_artifact_store(study.artifacts),
+        file_path=str(path),
+        artifact_id=t.user_attrs["oof_artifact"],
+    )
     with np.load(path) as z:
         return z["probs"]
 
@@ -64,8 +67,14 @@ def test_retrain_config_uses_the_median_best_epoch() -> None:
 
 def test_export_retrained_bundle_reproduces_its_eval_probs(finished_study, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
-    rep = export_best(storage_url=finished_study.url, study_name=finished_study.name,
-                      data_dir=finished_study.data, out=out, device="cpu", progress=False)
+    rep = export_best(
+        storage_url=finished_study.url,
+        study_name=finished_study.name,
+        data_dir=finished_study.data,
+        out=out,
+        device="cpu",
+        progress=False,
+    )
     m = read_manifest(out)
     best_single = max(c["oof_f1"] for c in rep.candidates)
     # done-when: the exported OOF macro F1 is at least the best single trial's
@@ -74,9 +83,13 @@ def test_export_retrained_bundle_reproduces_its_eval_probs(finished_study, tmp_p
     for member in m.members:
         assert member.retrained and len(member.checkpoints) == 1
         trial = load_study(finished_study.url, finished_study.name).trials[member.trial]
-        assert member.epochs == retrain_config(trial_config(
-            load_study(finished_study.url, finished_study.name), member.trial),
-            trial.user_attrs["fold_best_epoch"]).epochs
+        assert (
+            member.epochs
+            == retrain_config(
+                trial_config(load_study(finished_study.url, finished_study.name), member.trial),
+                trial.user_attrs["fold_best_epoch"],
+            ).epochs
+        )
     # the recorded ensemble OOF score is the score of the stored OOF probabilities, weighted
     labels = read_train(finished_study.data, progress=False).labels()
     mix = combine([oof_of(finished_study, mm.trial) for mm in m.members], m.weights, vote=m.vote)
@@ -97,7 +110,9 @@ def test_export_retrained_bundle_reproduces_its_eval_probs(finished_study, tmp_p
     assert m.info["heldout_f1"] == rep.heldout_f1
     assert json.loads((out / "oof_metrics.json").read_text())["macro_f1"] == pytest.approx(m.oof_f1)
     assert len((out / "oof_confusion.csv").read_text().splitlines()) == 19
-    assert (out / "plots.html").stat().st_size > 100_000 and "Parameter importances" in rep.plots.made
+    assert (
+        out / "plots.html"
+    ).stat().st_size > 100_000 and "Parameter importances" in rep.plots.made
     # trade-off rows: F1 and speed measured for the best single model with and without TTA
     assert rep.tradeoff[0].oof_f1 == pytest.approx(best_single)
     assert all(r.images_per_s and r.images_per_s > 0 for r in rep.tradeoff)
@@ -105,11 +120,20 @@ def test_export_retrained_bundle_reproduces_its_eval_probs(finished_study, tmp_p
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no temporary folders left
 
 
-def test_export_keeps_a_beating_ensemble_of_fold_models(complementary_study, tmp_path: Path) -> None:
+def test_export_keeps_a_beating_ensemble_of_fold_models(
+    complementary_study, tmp_path: Path
+) -> None:
     out = tmp_path / "bundle"
-    rep = export_best(storage_url=complementary_study.url, study_name=complementary_study.name,
-                      data_dir=complementary_study.data, out=out, retrain=False, tta=True,
-                      device="cpu", progress=False)
+    rep = export_best(
+        storage_url=complementary_study.url,
+        study_name=complementary_study.name,
+        data_dir=complementary_study.data,
+        out=out,
+        retrain=False,
+        tta=True,
+        device="cpu",
+        progress=False,
+    )
     m = read_manifest(out)
     assert rep.ensemble_kept and "kept" in rep.decision
     assert {mm.trial: mm.weight for mm in m.members} == pytest.approx({0: 2 / 3, 1: 1 / 3})
@@ -129,9 +153,17 @@ def test_export_refuses_other_data(finished_study, tmp_path: Path) -> None:
 
     other = tmp_path / "other"
     synthesize(other, people=12, eval_people=0, seed=5, size=(96, 128), progress=False)
-    with pytest.raises(StudyError, match=r"not the data study 'maskopt' was searched on \(fingerprint"):
-        export_best(storage_url=finished_study.url, study_name=finished_study.name, data_dir=other,
-                    out=tmp_path / "bundle", device="cpu", progress=False)
+    with pytest.raises(
+        StudyError, match=r"not the data study 'maskopt' was searched on \(fingerprint"
+    ):
+        export_best(
+            storage_url=finished_study.url,
+            study_name=finished_study.name,
+            data_dir=other,
+            out=tmp_path / "bundle",
+            device="cpu",
+            progress=False,
+        )
     assert not (tmp_path / "bundle").exists()
 
 
@@ -143,9 +175,15 @@ def test_interrupted_export_leaves_no_bundle(finished_study, tmp_path: Path, mon
 
     monkeypatch.setattr(plots, "write_plots", boom)
     with pytest.raises(KeyboardInterrupt):
-        export_best(storage_url=finished_study.url, study_name=finished_study.name,
-                    data_dir=finished_study.data, out=tmp_path / "bundle", retrain=False,
-                    device="cpu", progress=False)
+        export_best(
+            storage_url=finished_study.url,
+            study_name=finished_study.name,
+            data_dir=finished_study.data,
+            out=tmp_path / "bundle",
+            retrain=False,
+            device="cpu",
+            progress=False,
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -153,9 +191,15 @@ def test_predict_eval_and_files_on_a_bundle(complementary_study, tmp_path: Path)
     from maskopt.studies.bundle import predict_eval, predict_files
 
     out = tmp_path / "bundle"
-    rep = export_best(storage_url=complementary_study.url, study_name=complementary_study.name,
-                      data_dir=complementary_study.data, out=out, retrain=False, device="cpu",
-                      progress=False)
+    rep = export_best(
+        storage_url=complementary_study.url,
+        study_name=complementary_study.name,
+        data_dir=complementary_study.data,
+        out=out,
+        retrain=False,
+        device="cpu",
+        progress=False,
+    )
     pred = predict_eval(out, complementary_study.data, device="cpu")
     with np.load(out / "eval_probs.npz") as z:
         assert np.allclose(pred.probs, z["probs"], atol=1e-6)
@@ -164,5 +208,5 @@ def test_predict_eval_and_files_on_a_bundle(complementary_study, tmp_path: Path)
     folder = complementary_study.data / "eval" / "images"
     files = predict_files(out, [folder], device="cpu")
     assert len(files.images) == len(pred.images) and files.heldout_f1 is None
-    by_name = dict(zip([Path(p).name for p in files.images], files.probs))
+    by_name = dict(zip([Path(p).name for p in files.images], files.probs, strict=True))
     assert np.allclose(np.stack([by_name[i] for i in pred.images]), pred.probs, atol=1e-6)
