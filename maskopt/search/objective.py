@@ -53,7 +53,10 @@ class KFoldObjective:
         from maskopt.spaces import get_space
         from maskopt.studies.storage import artifacts_dir_for, create_artifact_store
 
+        from maskopt.trainer.device import resolve_device
+
         self.opts = opts
+        self.device = resolve_device(opts.device)
         space = get_space(opts.space)
         self.space = space.with_epochs(opts.epochs) if opts.epochs else space
         self.data = read_train(opts.data, skip_bad=opts.skip_bad, crop=opts.crop, cache_dir=opts.cache)
@@ -111,10 +114,16 @@ class KFoldObjective:
 
         from maskopt.trainer.loop import FoldRun
 
+        from maskopt.trainer.loop import default_workers
+
+        # k loaders are alive at once here: split the loader processes between them.
+        workers = default_workers(self.device)
+        per_fold = max(1, workers // len(folds)) if workers else 0
         runs = []
         try:
             for train_idx, val_idx in folds:
-                runs.append(FoldRun(cfg, self.data, train_idx, val_idx, device=self.opts.device))
+                runs.append(FoldRun(cfg, self.data, train_idx, val_idx, device=self.device,
+                                    num_workers=per_fold))
             best = [float("-inf")] * len(runs)
             for epoch in range(1, cfg.epochs + 1):
                 for i, run in enumerate(runs):
@@ -141,7 +150,7 @@ class KFoldObjective:
 
         results = []
         for k, (train_idx, val_idx) in enumerate(folds):
-            run = FoldRun(cfg, self.data, train_idx, val_idx, device=self.opts.device)
+            run = FoldRun(cfg, self.data, train_idx, val_idx, device=self.device)
             try:
                 for _ in range(cfg.epochs):
                     run.run_epoch()

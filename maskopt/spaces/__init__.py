@@ -33,7 +33,11 @@ def space_from_dict(d: Any, where: str, *, default_name: str = "space", source: 
     params = parse_params(where, d["params"])
     space = Space(name=name, description=str(d.get("description", "")), epochs=epochs,
                   params=params, source=source)
-    space.fixed_config()  # fixed values and first choices must make a valid TrainConfig
+    try:
+        space.fixed_config()  # fixed values and first choices must make a valid TrainConfig
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    space.check(where)
     return space
 
 

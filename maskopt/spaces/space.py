@@ -208,6 +208,23 @@ class Space:
         values["epochs"] = self.epochs
         return config_from_dict(values)
 
+    def check(self, where: str) -> None:
+        """Every listed choice and both ends of every range must make a valid TrainConfig:
+        a bad value fails when the space is read, not in trial 37."""
+        from maskopt.trainer.config import config_from_dict, config_to_dict
+
+        base = config_to_dict(self.fixed_config())
+        for p in self.params:
+            if p.kind == "fixed":
+                continue
+            values = p.choices if p.kind == "categorical" else (p.low, p.high)
+            for v in values:
+                trial_values = dict(base, **{k: allowed[0] for k, allowed in p.when}, **{p.name: v})
+                try:
+                    config_from_dict(trial_values)
+                except ConfigError as err:
+                    raise ConfigError(f"{where}: key {p.name!r}: value {v!r} is not allowed: {err}") from None
+
     def grid(self) -> dict[str, list] | None:
         """Optuna GridSampler's search space; None when some sampled key has no grid."""
         grid: dict[str, list] = {}
