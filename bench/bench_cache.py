@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--augment", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers, both sides")
-    parser.add_argument("--repeats", type=int, default=2, help="epochs per side; the best counts")
+    parser.add_argument("--repeats", type=int, default=3, help="epochs per side; the best counts")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
     torch.set_num_threads(1)  # the per-item work is single-threaded on both sides
@@ -135,10 +135,11 @@ def main() -> None:
                 augment = create_augment(strength, seed=0)
                 base = JpegEachEpoch(ds.paths, size, augment)
                 cached = FromCache(images, augment)
-                runs = range(args.repeats)
-                b = [images_per_s(base, args.batch, args.workers) for _ in runs]
-                c = [images_per_s(cached, args.batch, args.workers, normalise) for _ in runs]
-                u = [images_per_s(cached, args.batch, args.workers) for _ in runs]
+                b, c, u = [], [], []
+                for _ in range(args.repeats):  # interleaved: load changes hit all three alike
+                    b.append(images_per_s(base, args.batch, args.workers))
+                    c.append(images_per_s(cached, args.batch, args.workers, normalise))
+                    u.append(images_per_s(cached, args.batch, args.workers))
                 assert b[0][1] == c[0][1], (b[0][1], c[0][1])  # same output batch
                 jpeg, cache, raw = (max(r[0] for r in x) for x in (b, c, u))
                 rows.append((size, strength, len(ds), jpeg, cache, raw, build))
@@ -168,7 +169,7 @@ def main() -> None:
             f"Command: `{command.strip()}` ({len(ds)} images of {ds.n_people} synthetic people, "
             "384x512 JPEGs; "
             f"batch {args.batch}, {args.workers} DataLoader workers, one thread, best of "
-            f"{args.repeats} epochs per side; {platform.machine()}, "
+            f"{args.repeats} interleaved epochs per side; {platform.machine()}, "
             f"{os.cpu_count()} cores, shared).",
             "",
             "Both sides: same photos, same output (normalised float batch), same augmentation "
