@@ -230,8 +230,7 @@ def _raise_or_skip(problems: dict[str, list[str]], what: str, skip_bad: bool) ->
     if len(lines) > _MAX_LISTED:
         shown.append(f"... and {len(lines) - _MAX_LISTED} more")
     raise DataError(
-        f"{what}: {len(lines)} problem(s) "
-        "(fix them, or pass --skip-bad to leave those people out)",
+        f"{what}: {len(lines)} problem(s) (fix them, or pass --skip-bad to leave those people out)",
         shown,
     )
 
