@@ -202,6 +202,16 @@ def _download(store: Any, artifact_id: str, path: Path) -> Path:
     return path
 
 
+def _artifacts_dir(url: str, given: Path | None, hint: str | None) -> Path:
+    """--artifacts if given; else the folder the search recorded, if it is there from here
+    (it may be relative to another working directory); else the default beside the file."""
+    from maskopt.studies.storage import artifacts_dir_for
+
+    if given is None and hint and Path(hint).is_dir():
+        return Path(hint)
+    return artifacts_dir_for(url, given)
+
+
 def _check_data(study: optuna.Study, data: TrainSet, data_dir: Path) -> None:
     attrs = study.user_attrs
     want = attrs.get("data_fingerprint")
@@ -456,7 +466,7 @@ def export_best(
     """`maskopt best --export`: choose, (re)train and write the bundle to `out` (atomically)."""
     from maskopt.data.layout import read_eval, read_train
     from maskopt.studies.plots import write_plots
-    from maskopt.studies.storage import artifacts_dir_for, create_artifact_store, load_study
+    from maskopt.studies.storage import create_artifact_store, load_study
     from maskopt.trainer.device import resolve_device
     from maskopt.trainer.metrics import macro_f1
 
@@ -466,7 +476,7 @@ def export_best(
     study = load_study(storage_url, study_name)
     attrs = study.user_attrs
     store = create_artifact_store(
-        artifacts_dir_for(storage_url, artifacts or attrs.get("artifacts_dir"))
+        _artifacts_dir(storage_url, artifacts, attrs.get("artifacts_dir"))
     )
     crop = attrs.get("crop", "center")
     data = read_train(data_dir, crop=crop, cache_dir=cache_dir, progress=progress)
