@@ -118,6 +118,7 @@ def main() -> None:
     # ToTensor of a read-only augmented array: harmless here, noisy in the output
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
+    load = os.getloadavg()[0]  # the machine is shared: say how busy it was
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
         if data is None:
@@ -170,7 +171,7 @@ def main() -> None:
             "384x512 JPEGs; "
             f"batch {args.batch}, {args.workers} DataLoader workers, one thread, best of "
             f"{args.repeats} interleaved epochs per side; {platform.machine()}, "
-            f"{os.cpu_count()} cores, shared).",
+            f"{os.cpu_count()} cores, shared: load average {load:.1f} at the start).",
             "",
             "Both sides: same photos, same output (normalised float batch), same augmentation "
             "(0 none, 1 hflip + affine) in one run. Baseline = PIL open, CenterCrop((320, 256)), "
