@@ -172,17 +172,17 @@ def best(
         console.print(f"study {study!r} has no complete trials yet ({counts or 'no trials'}).")
         return
     table = Table(title=f"top {len(rows)} trials of {study!r} ({counts})")
-    for col, just in [("trial", "right"), ("macro F1", "right"), ("folds (min-max)", "right"),
-                      ("best epochs", "right"), ("params", "left"), ("img/s", "right"), ("models", "left")]:
-        table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
+    for col in ("trial", "macro F1", "folds", "best ep", "img/s", "models"):
+        table.add_column(col, justify="left" if col == "models" else "right", no_wrap=True)
+    table.add_column("key parameters", overflow="fold", min_width=24)
     for r in rows:
         spread = f"{min(r.fold_f1):.3f}-{max(r.fold_f1):.3f}" if r.fold_f1 else "-"
-        params = ", ".join(
+        params = "\n".join(
             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.params.items()
         )
         table.add_row(
             str(r.number), _fmt(r.value), spread, ",".join(map(str, r.fold_best_epoch)) or "-",
-            params, _fmt(r.images_per_s, 0), "kept" if r.has_models else "-",
+            _fmt(r.images_per_s, 0), "kept" if r.has_models else "-", params,
         )
     console.print(table)
     console.print("export them: maskopt best --export   (one config: maskopt best --trial N --config-out cfg.json)")

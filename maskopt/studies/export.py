@@ -87,12 +87,31 @@ def varying_params(trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
     return [k for k in names if len({repr(t.params.get(k)) for t in trials}) > 1]
 
 
+MAX_TABLE_PARAMS = 6  # a table row stays readable; --config-out gives the whole config
+
+
+def key_params(study: optuna.Study, complete: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
+    """The parameters that matter: the most important ones by Optuna's parameter importance
+    when it can be computed, else those that vary, else all (at most MAX_TABLE_PARAMS)."""
+    import optuna
+
+    varying = varying_params(complete)
+    if len(complete) >= 2 and varying:
+        try:
+            ranked = list(optuna.importance.get_param_importances(study))
+            return ranked[:MAX_TABLE_PARAMS]
+        except (ValueError, RuntimeError):  # e.g. dynamic spaces with no common parameter
+            pass
+    keys = varying or sorted({k for t in complete for k in t.params})
+    return keys[:MAX_TABLE_PARAMS]
+
+
 def best_trials(study: optuna.Study, top: int = 5) -> tuple[list[TrialRow], dict[str, int]]:
     """The top `top` complete trials as table rows, and the study's trial count per state."""
     if top < 1:
         raise ConfigError(f"--top must be >= 1, but got {top}.")
     complete = complete_trials(study)
-    keys = varying_params(complete) or sorted({k for t in complete for k in t.params})
+    keys = key_params(study, complete)
     rows = [
         TrialRow(
             number=t.number,
