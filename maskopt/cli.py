@@ -518,6 +518,64 @@ def predict(
         Console().print(f"held-out macro F1 (eval/solution.csv): {heldout:.4f}")
 
 
+@app.command()
+@friendly
+def eda(
+    data: DataOpt = DEFAULT_DATA,
+    out: Annotated[Path, typer.Option("--out", help="The HTML report to write.")] = Path(
+        "eda.html"
+    ),
+    skip_bad: SkipBadOpt = False,
+) -> None:
+    """Class mix, image sizes, duplicate photos and label checks; one HTML report."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from maskopt.data.eda import run_eda
+    from maskopt.data.labels import AGE_NAMES, CLASS_NAMES, GENDER_NAMES, MASK_NAMES
+    from maskopt.data.layout import read_train
+
+    ds = read_train(data, skip_bad=skip_bad)
+    s = run_eda(ds, out, progress=True)
+    console = Console()
+
+    def pct(n: int) -> str:
+        return f"{n} ({100 * n / max(1, s['images']):.1f}%)"
+
+    overview = Table(title=f"{s['root']}: {s['images']} images, {s['people']} people")
+    overview.add_column("what")
+    overview.add_column("images", justify="right")
+    for names, key in ((MASK_NAMES, "mask"), (GENDER_NAMES, "gender"), (AGE_NAMES, "age")):
+        for name, n in zip(names, s[key], strict=True):
+            overview.add_row(f"{key} {name}", pct(n))
+    overview.add_row("sizes", ", ".join(f"{k}: {v}" for k, v in s["sizes"].items()))
+    overview.add_row("formats", ", ".join(f"{k}: {v}" for k, v in s["formats"].items()))
+    if s["skipped_people"]:
+        overview.add_row("skipped people (--skip-bad)", str(s["skipped_people"]))
+    console.print(overview)
+
+    classes = Table(title="images per class")
+    classes.add_column("class")
+    classes.add_column("name")
+    classes.add_column("images", justify="right")
+    for c, (name, n) in enumerate(zip(CLASS_NAMES, s["classes"], strict=True)):
+        classes.add_row(str(c), name, pct(n))
+    console.print(classes)
+
+    dups = Table(title=f"duplicate images: {len(s['duplicates'])} groups")
+    dups.add_column("files")
+    for group in s["duplicates"][:20]:
+        dups.add_row(", ".join(group))
+    console.print(dups)
+    flags = Table(title=f"photos to check: {len(s['flags'])}")
+    for col in ("folder", "file", "check", "prob"):
+        flags.add_column(col)
+    for f in s["flags"][:20]:
+        flags.add_row(f["folder"], f["file"], f["check"], f"{f['prob']:.2f}")
+    console.print(flags)
+    console.print(f"report: {s['html']} ({s['seconds']} s)")
+
+
 def main() -> None:
     """Console entry point."""
     app()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import math
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from maskopt.errors import ConfigError
 FEMALE_SHARE = 0.61
 AGE_BAND_SHARE = (0.47, 0.46, 0.07)
 JPEG_QUALITY = 90
+FACE_SCALE = 1.3  # face size against the photo: ~60% of the centre crop's width
 MIN_SIDE = 32
 PHOTO_STEMS = tuple(MASK_FILES)  # mask1..mask5, incorrect_mask, normal
 
@@ -63,7 +63,7 @@ MASK_COLOURS = np.array(
         [150, 190, 225],
         [30, 30, 35],
         [130, 130, 135],
-        [235, 180, 200],
+        [120, 160, 230],
         [40, 50, 90],
         [200, 200, 170],
     ],
@@ -207,7 +207,7 @@ def _person_layer(
     p: Person, rng: np.random.Generator, w: int, h: int
 ) -> tuple[np.ndarray, np.ndarray, _Face]:
     """The person on a transparent canvas: (RGB, alpha, face geometry)."""
-    u = w / 384.0
+    u = FACE_SCALE * w / 384.0  # the face fills most of the centre crop, as in the real photos
     rgb = np.zeros((h, w, 3), np.uint8)
     alpha = np.zeros((h, w), np.uint8)
 
@@ -221,7 +221,7 @@ def _person_layer(
         cv2.fillPoly(alpha, [arr], 255)
 
     male = p.gender == 0
-    cx, cy = w / 2 + rng.normal(0, 4) * u, 0.45 * h + rng.normal(0, 5) * u
+    cx, cy = w / 2 + rng.normal(0, 4) * u, 0.47 * h + rng.normal(0, 4) * u
     # Face shape: men wider with a squarer jaw, women narrower; overlapping ranges.
     ax = (rng.normal(68, 4) if male else rng.normal(59, 4)) * u
     ay = (rng.normal(82, 4) if male else rng.normal(84, 4)) * u
@@ -230,7 +230,7 @@ def _person_layer(
     dark_skin = _col(tone * 0.72)
 
     # Hair colour: grey grows with age (a steep rise in the fifties); some dye it dark.
-    grey = 1 / (1 + math.exp(-(p.age - 52) / 3.5)) + rng.normal(0, 0.08)
+    grey = float(np.clip((p.age - 30) / 28, 0, 1)) ** 1.3 + rng.normal(0, 0.08)
     if p.age >= 40 and rng.random() < 0.12:
         grey = rng.uniform(0, 0.2)  # dyed
     grey = float(np.clip(grey, 0, 1))
@@ -243,9 +243,9 @@ def _person_layer(
     # Hair length: mostly short for men and long for women, with exceptions.
     r = rng.random()
     length = (
-        (0 if r < 0.82 else 1 if r < 0.95 else 2)
+        (0 if r < 0.86 else 1 if r < 0.96 else 2)
         if male
-        else (2 if r < 0.72 else 1 if r < 0.9 else 0)
+        else (2 if r < 0.78 else 1 if r < 0.92 else 0)
     )
 
     # Body and neck.
@@ -315,7 +315,7 @@ def _person_layer(
 
     # Eyes and brows.
     ex, ey = rng.normal(25, 2) * u, cy - 14 * u
-    brow = _thick((rng.normal(5.5, 0.8) if male else rng.normal(3.0, 0.7)) * u)
+    brow = _thick((rng.normal(6.5, 0.8) if male else rng.normal(3.0, 0.7)) * u)
     brow_col = _col(np.array(hair_rgb) * 0.6 if grey < 0.5 else np.array(hair_rgb) * 0.8)
     for side in (-1, 1):
         x = cx + side * ex
@@ -342,9 +342,9 @@ def _person_layer(
         _thick(2 * u),
         cv2.LINE_AA,
     )
-    cv2.ellipse(rgb, _pt(cx, nose_tip), _pt(10 * u, 5 * u), 0, 0, 360, dark_skin, -1, cv2.LINE_AA)
+    cv2.ellipse(rgb, _pt(cx, nose_tip), _pt(11 * u, 6 * u), 0, 0, 360, dark_skin, -1, cv2.LINE_AA)
     for side in (-1, 1):
-        cv2.circle(rgb, _pt(cx + side * 4 * u, nose_tip + 1 * u), _thick(2 * u), (60, 35, 30), -1)
+        cv2.circle(rgb, _pt(cx + side * 5 * u, nose_tip + 2 * u), _thick(3 * u), (50, 30, 25), -1)
 
     # Mouth: redder and fuller lips more often on women.
     mouth_y = cy + rng.normal(47, 3) * u
@@ -374,11 +374,11 @@ def _person_layer(
         rgb[on] = (rgb[on] * rng.uniform(0.55, 0.8)).astype(np.uint8)
 
     # Wrinkles: forehead lines, crow's feet and smile lines, more with age.
-    n_lines = int(np.clip(round((p.age - 27) / 6.5 + rng.normal(0, 0.6)), 0, 6))
-    line_col = _col(tone * rng.uniform(0.45, 0.65))
-    lw = _thick(1.6 * u)
+    n_lines = int(np.clip(round((p.age - 26) / 6 + rng.normal(0, 0.5)), 0, 6))
+    line_col = _col(tone * rng.uniform(0.4, 0.55))
+    lw = _thick(3.5 * u)  # about a pixel at 64 px wide: visible, not loud
     for k in range(min(n_lines, 4)):
-        y = cy - 34 * u - k * 5 * u
+        y = cy - 32 * u - k * 6 * u
         cv2.ellipse(
             rgb, _pt(cx, y + 25 * u), _pt(0.55 * ax, 25 * u), 0, 235, 305, line_col, lw, cv2.LINE_AA
         )
@@ -465,7 +465,7 @@ class _Noise:
     looking noise for every photo at the cost of a slice instead of a new draw.
     Made once per data set (from its seed) and shared by every person."""
 
-    SIGMAS = (3.0, 5.0, 7.0, 10.0)
+    SIGMAS = (2.0, 4.0, 6.0, 8.0)
 
     def __init__(self, seed: int, w: int, h: int) -> None:
         rng = np.random.default_rng([seed, 9])
@@ -502,8 +502,8 @@ def _photo(
     gain = rng.uniform(0.75, 1.2) * (1 + rng.normal(0, 0.05, 3))
     light = np.hstack([np.diag(gain), rng.normal(0, 8, (3, 1))])
     img = cv2.transform(img, light)
-    if rng.random() < 0.3:
-        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.5) * f.u * 2)
+    if rng.random() < 0.2:  # a little out of focus
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.2) * w / 192)
     return noise.add(img, rng)
 
 
