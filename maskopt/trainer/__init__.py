@@ -1,2 +1,3 @@
 """Training one `TrainConfig` on one fold (or on all the data): models, losses, optimizers,
-schedulers, the fit / validate loop, metrics, checkpoints and prediction. Knows nothing of Optuna."""
+schedulers, the fit / validate loop, metrics, checkpoints and prediction.
+Knows nothing of Optuna."""

@@ -22,7 +22,9 @@ class CheckpointError(MaskoptError):
     """A checkpoint file is missing, unreadable or not a maskopt checkpoint."""
 
 
-def save_checkpoint(path: str | os.PathLike, state_dict: dict, cfg: TrainConfig, **extra: Any) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike, state_dict: dict, cfg: TrainConfig, **extra: Any
+) -> Path:
     """{"state_dict", "config": asdict(cfg), "maskopt_version", **extra}, written atomically.
 
     Extras must be plain Python values (numbers, strings, lists, dicts) so the file loads
@@ -60,15 +62,20 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}: {err}).") from None
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}: {err})."
+        ) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in ckpt:
         raise CheckpointError(
-            f"checkpoint {str(path)!r} is not a maskopt checkpoint (expected 'state_dict' and 'config')."
+            f"checkpoint {str(path)!r} is not a maskopt checkpoint "
+            "(expected 'state_dict' and 'config')."
         )
     return ckpt
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, TrainConfig]:
+def load_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, TrainConfig]:
     """The checkpoint's model in eval mode on `device`, and its config."""
     import torch
 
@@ -83,7 +90,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as err:
-        raise CheckpointError(f"checkpoint {str(path)!r} does not fit its own config: {err}") from None
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not fit its own config: {err}"
+        ) from None
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     model.to(dev).eval()
     if dev.type == "cuda":

@@ -78,8 +78,15 @@ def _check_int(cfg: TrainConfig, key: str, lo: int, hi: int) -> None:
         raise _bad(key, v, f"an integer in {lo}..{hi}")
 
 
-def _check_float(cfg: TrainConfig, key: str, lo: float, hi: float, *, lo_open: bool = False,
-                 hi_open: bool = False) -> None:
+def _check_float(
+    cfg: TrainConfig,
+    key: str,
+    lo: float,
+    hi: float,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> None:
     v = getattr(cfg, key)
     ok = _is_number(v) and (lo < v if lo_open else lo <= v) and (v < hi if hi_open else v <= hi)
     if not ok:
@@ -118,7 +125,9 @@ def _validate(cfg: TrainConfig) -> None:
     if not isinstance(cfg.head_hidden, tuple) or not all(
         _is_int(w) and 1 <= w <= 65536 for w in cfg.head_hidden
     ):
-        raise _bad("head_hidden", cfg.head_hidden, "a list of layer widths in 1..65536 (may be empty)")
+        raise _bad(
+            "head_hidden", cfg.head_hidden, "a list of layer widths in 1..65536 (may be empty)"
+        )
     _check_int(cfg, "batch_size", 1, 65536)
     _check_int(cfg, "epochs", 1, 10000)
     _check_choice(cfg, "optimizer", OPTIMIZERS)
@@ -188,7 +197,8 @@ def _suffix(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in (".json", ".yaml", ".yml", ".toml"):
         raise ConfigError(
-            f"config file {str(path)!r}: expected a .json, .yaml, .yml or .toml file, got {suffix!r}."
+            f"config file {str(path)!r}: expected a .json, .yaml, .yml or .toml file, "
+            f"got {suffix!r}."
         )
     return suffix
 

@@ -26,7 +26,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 
     kind = str(name).split(":")[0]
     if kind not in DEVICES:
-        raise ConfigError(f"device: expected one of {', '.join(DEVICES)} (or cuda:N), but got {name!r}.")
+        raise ConfigError(
+            f"device: expected one of {', '.join(DEVICES)} (or cuda:N), but got {name!r}."
+        )
     if kind == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -35,7 +37,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if kind == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device: {name!r} asked for, but CUDA is not available on this machine.")
-    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if kind == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
         raise ConfigError(f"device: {name!r} asked for, but MPS is not available on this machine.")
     try:
         return torch.device(name)
@@ -62,7 +66,8 @@ def oom_as_error(cfg: TrainConfig, device: torch.device) -> Iterator[None]:
         raise DeviceOutOfMemory(
             f"out of memory on {device} training backbone={cfg.backbone!r}, "
             f"image_size={cfg.image_size}, batch_size={cfg.batch_size}: lower batch_size "
-            f"(raise grad_accum to keep the effective batch), image_size, or use a smaller backbone."
+            f"(raise grad_accum to keep the effective batch), image_size, "
+            "or use a smaller backbone."
         ) from None
 
 
@@ -73,7 +78,9 @@ def amp_dtype(device: torch.device):
     return torch.bfloat16 if device.type == "cuda" else None
 
 
-def to_input(batch_uint8: torch.Tensor, device: torch.device, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+def to_input(
+    batch_uint8: torch.Tensor, device: torch.device, mean: torch.Tensor, std: torch.Tensor
+) -> torch.Tensor:
     """NHWC uint8 (CPU, ideally pinned) -> normalised float NCHW on `device`.
 
     Normalising on the device keeps the loader's work (and the copy) at one byte a pixel.

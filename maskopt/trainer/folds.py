@@ -21,10 +21,19 @@ def create_folds(
     strata = np.asarray(strata)
     groups = np.asarray(groups)
     if strata.shape != groups.shape or strata.ndim != 1:
-        raise ValueError(f"strata and groups must be 1-D and alike, got {strata.shape} and {groups.shape}.")
+        raise ValueError(
+            f"strata and groups must be 1-D and alike, got {strata.shape} and {groups.shape}."
+        )
     n_groups = len(np.unique(groups))
-    if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or not 2 <= n_splits <= n_groups:
-        raise ConfigError(f"folds: expected an integer in 2..{n_groups} (the number of people), but got {n_splits!r}.")
+    if (
+        isinstance(n_splits, bool)
+        or not isinstance(n_splits, (int, np.integer))
+        or not 2 <= n_splits <= n_groups
+    ):
+        raise ConfigError(
+            f"folds: expected an integer in 2..{n_groups} (the number of people), "
+            f"but got {n_splits!r}."
+        )
     splitter = StratifiedGroupKFold(n_splits=int(n_splits), shuffle=True, random_state=int(seed))
     folds = []
     for train_idx, val_idx in splitter.split(np.zeros(len(strata)), strata, groups):

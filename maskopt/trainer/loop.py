@@ -164,9 +164,11 @@ class FoldRun:
             if self._cuda:
                 model.to(memory_format=torch.channels_last)
         self._cuda_rng = torch.cuda.get_rng_state(self.device) if self._cuda else None
-        self.model = model
+        self.model: Any = model
         self.optimizer = create_optimizer(cfg, model)
-        self.scheduler = create_scheduler(cfg, self.optimizer, mode="max" if self.val_idx is not None else "min")
+        self.scheduler = create_scheduler(
+            cfg, self.optimizer, mode="max" if self.val_idx is not None else "min"
+        )
         weight = class_weights(cfg, self.targets[self.train_idx])
         self.loss_fn = create_loss(
             cfg, None if weight is None else torch.as_tensor(weight, device=self.device)
@@ -174,8 +176,8 @@ class FoldRun:
         self.mean, self.std = norm_tensors(self.device)
         workers = default_workers(self.device) if num_workers is None else num_workers
         self.sampler = _EpochBatches(self.train_idx, cfg.batch_size, cfg.seed, drop_last=True)
-        self.loader = torch.utils.data.DataLoader(
-            _BatchReader(self.images, self.targets, create_augment(cfg.augment), cfg.seed),
+        self.loader: Any = torch.utils.data.DataLoader(
+            _BatchReader(self.images, self.targets, create_augment(cfg.augment), cfg.seed),  # type: ignore[arg-type]
             sampler=self.sampler,
             batch_size=None,
             num_workers=workers,
@@ -216,7 +218,9 @@ class FoldRun:
         for step, (xb, yb) in enumerate(self.loader):
             x = to_input(xb, self.device, self.mean, self.std)
             y = yb.to(self.device, non_blocking=True)
-            with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            with torch.autocast(
+                self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+            ):
                 logp = model(x)
             loss = self.loss_fn(logp.float(), y)
             (loss / cfg.grad_accum).backward()
@@ -229,7 +233,8 @@ class FoldRun:
         seconds = time.perf_counter() - start
         if not math.isfinite(train_loss):
             raise ConfigError(
-                f"training diverged (loss {train_loss}) with lr={cfg.lr}, optimizer={cfg.optimizer!r}, "
+                f"training diverged (loss {train_loss}) with lr={cfg.lr}, "
+                f"optimizer={cfg.optimizer!r}, "
                 f"loss={cfg.loss!r}: lower lr."
             )
         return train_loss, seen / max(seconds, 1e-9)
@@ -240,7 +245,10 @@ class FoldRun:
 
         assert self.val_idx is not None
         probs = predict_probs(
-            self.model, self.images, rows=self.val_idx, device=self.device,
+            self.model,
+            self.images,
+            rows=self.val_idx,
+            device=self.device,
             batch_size=max(self.cfg.batch_size, 64) * 2,
         )
         y = self.true_labels[self.val_idx]
@@ -260,11 +268,12 @@ class FoldRun:
             raise RuntimeError(f"FoldRun already ran its {self.cfg.epochs} epochs")
         start = time.perf_counter()
         lr = self.scheduler.lr
-        with oom_as_error(self.cfg, self.device), torch.random.fork_rng(
-            devices=[self.device] if self._cuda else []
+        with (
+            oom_as_error(self.cfg, self.device),
+            torch.random.fork_rng(devices=[self.device] if self._cuda else []),
         ):
             torch.set_rng_state(self._rng_state)
-            if self._cuda:
+            if self._cuda_rng is not None:
                 torch.cuda.set_rng_state(self._cuda_rng, self.device)
             train_loss, ips = self.train_one_epoch()
             self._rng_state = torch.get_rng_state()
@@ -295,7 +304,8 @@ class FoldRun:
     # -- results and cleanup ---------------------------------------------------------------
 
     def result(self) -> FitResult:
-        """The best epoch's weights and validation probabilities (the last epoch without validation)."""
+        """The best epoch's weights and validation probabilities (the last epoch's weights
+        when there is no validation part)."""
         if self.val_idx is None or self._best_state is None:
             if self._closed and self._best_state is None:
                 raise RuntimeError("FoldRun.result() after close() with no weights kept")
@@ -310,7 +320,9 @@ class FoldRun:
             val_probs=self._best_probs,
             state_dict=self._best_state or {},
             config=self.cfg,
-            images_per_s=float(np.mean([h["images_per_s"] for h in self.history])) if self.history else 0.0,
+            images_per_s=float(np.mean([h["images_per_s"] for h in self.history]))
+            if self.history
+            else 0.0,
             seconds=float(sum(h["seconds"] for h in self.history)),
         )
 

@@ -31,14 +31,18 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
     y_true = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs)
     if probs.ndim != 2 or probs.shape != (len(y_true), NUM_CLASSES):
-        raise ValueError(f"probs must be (N, {NUM_CLASSES}) for N={len(y_true)} labels, got {probs.shape}.")
+        raise ValueError(
+            f"probs must be (N, {NUM_CLASSES}) for N={len(y_true)} labels, got {probs.shape}."
+        )
     y_pred = probs.argmax(axis=1)
     labels = np.arange(NUM_CLASSES)
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
     parts_true, parts_pred = decode(y_true), decode(y_pred)
-    mask_f1, gender_f1, age_f1 = (macro_f1(t, p) for t, p in zip(parts_true, parts_pred))
+    mask_f1, gender_f1, age_f1 = (
+        macro_f1(t, p) for t, p in zip(parts_true, parts_pred, strict=True)
+    )
     return {
         "macro_f1": macro_f1(y_true, y_pred),
         "accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0,

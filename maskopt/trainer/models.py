@@ -12,7 +12,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from maskopt.data.labels import NUM_CLASSES, encode
+import numpy as np
+
+from maskopt.data.labels import NUM_CLASSES, decode
 from maskopt.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -52,12 +54,14 @@ def _build_classes():
             self.mask = _mlp(in_features, hidden, 3, dropout)
             self.gender = _mlp(in_features, hidden, 2, dropout)
             self.age = _mlp(in_features, hidden, 3, dropout)
-            m, g, a = torch.meshgrid(torch.arange(3), torch.arange(2), torch.arange(3), indexing="ij")
-            # index_* [c] = which mask / gender / age logit class c takes, c = encode(m, g, a)
-            order = torch.argsort(encode(m, g, a).flatten())
-            self.register_buffer("index_mask", m.flatten()[order], persistent=False)
-            self.register_buffer("index_gender", g.flatten()[order], persistent=False)
-            self.register_buffer("index_age", a.flatten()[order], persistent=False)
+            # index_*[c]: the mask / gender / age class that class c is made of (labels.decode)
+            m, g, a = (torch.as_tensor(v) for v in decode(np.arange(NUM_CLASSES)))
+            self.index_mask: torch.Tensor
+            self.index_gender: torch.Tensor
+            self.index_age: torch.Tensor
+            self.register_buffer("index_mask", m, persistent=False)
+            self.register_buffer("index_gender", g, persistent=False)
+            self.register_buffer("index_age", a, persistent=False)
 
         def forward(self, feats: torch.Tensor) -> torch.Tensor:
             lm = torch.log_softmax(self.mask(feats).float(), dim=1)
@@ -109,11 +113,16 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str) -> int:
 
     file = Path(path).expanduser()
     if not file.is_file():
-        raise ConfigError(f"config key 'weights': expected a local weights file, but {str(file)!r} does not exist.")
+        raise ConfigError(
+            f"config key 'weights': expected a local weights file, "
+            f"but {str(file)!r} does not exist."
+        )
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ConfigError(f"config key 'weights': cannot read {str(file)!r} as torch weights ({err}).") from None
+        raise ConfigError(
+            f"config key 'weights': cannot read {str(file)!r} as torch weights ({err})."
+        ) from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -124,12 +133,13 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str) -> int:
     for k, v in state.items():
         for prefix in ("module.", "backbone."):
             if k.startswith(prefix):
-                k = k[len(prefix):]
+                k = k[len(prefix) :]
         if k in own and tuple(own[k].shape) == tuple(v.shape):
             cleaned[k] = v
     if not cleaned:
         raise ConfigError(
-            f"config key 'weights': no tensor in {str(file)!r} matches the backbone's keys and shapes."
+            f"config key 'weights': no tensor in {str(file)!r} matches the backbone's "
+            "keys and shapes."
         )
     backbone.load_state_dict(cleaned, strict=False)
     log.info("weights %s: %d of %d backbone tensors loaded", file, len(cleaned), len(own))

@@ -3,7 +3,7 @@ schedule stepped once an epoch (after an optional linear warm-up)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import torch
@@ -15,7 +15,8 @@ def create_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Op
     """sgd (momentum 0.9, nesterov) / adam / adamw; no weight decay on biases and norm weights."""
     import torch
 
-    decay, no_decay = [], []
+    decay: list = []
+    no_decay: list = []
     for p in model.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [
@@ -39,7 +40,12 @@ class EpochScheduler:
     validation part). `lr` is the rate the next epoch trains at.
     """
 
-    def __init__(self, cfg: TrainConfig, optimizer: torch.optim.Optimizer, mode: str = "max") -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        optimizer: torch.optim.Optimizer,
+        mode: Literal["min", "max"] = "max",
+    ) -> None:
         import torch
 
         self.optimizer = optimizer
@@ -48,7 +54,7 @@ class EpochScheduler:
         self.epoch = 0  # epochs done
         rest = max(1, cfg.epochs - cfg.warmup_epochs)
         sched = torch.optim.lr_scheduler
-        self.inner: object | None
+        self.inner: Any
         if cfg.scheduler == "step":
             # three stages at 1, 0.1, 0.01 of the rate over the epochs after warm-up
             self.inner = sched.StepLR(optimizer, step_size=max(1, -(-rest // 3)), gamma=0.1)
@@ -88,9 +94,14 @@ class EpochScheduler:
             self.inner.step()
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "inner": self.inner.state_dict() if self.inner is not None else None}
+        return {
+            "epoch": self.epoch,
+            "inner": self.inner.state_dict() if self.inner is not None else None,
+        }
 
 
-def create_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, mode: str = "max") -> EpochScheduler:
+def create_scheduler(
+    cfg: TrainConfig, optimizer: torch.optim.Optimizer, mode: Literal["min", "max"] = "max"
+) -> EpochScheduler:
     """The config's schedule; `mode` "max" for plateau on validation F1, "min" on a loss."""
     return EpochScheduler(cfg, optimizer, mode=mode)

@@ -44,9 +44,14 @@ def predict_probs(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with (
+            torch.inference_mode(),
+            torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None),
+        ):
             for start in range(0, len(index), batch_size):
-                batch = torch.from_numpy(np.ascontiguousarray(images_uint8[index[start : start + batch_size]]))
+                batch = torch.from_numpy(
+                    np.ascontiguousarray(images_uint8[index[start : start + batch_size]])
+                )
                 if dev.type == "cuda":
                     batch = batch.pin_memory()
                 x = to_input(batch, dev, mean, std)
@@ -66,7 +71,11 @@ def expand_images(items: list[str | os.PathLike]) -> list[Path]:
     for item in items:
         p = Path(item)
         if p.is_dir():
-            paths += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+            paths += sorted(
+                f
+                for f in p.rglob("*")
+                if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
+            )
         elif p.is_file():
             paths.append(p)
         else:
@@ -74,20 +83,28 @@ def expand_images(items: list[str | os.PathLike]) -> list[Path]:
     if missing:
         raise DataError("some images do not exist", missing)
     if not paths:
-        raise DataError(f"no images found in {', '.join(map(str, items))} (expected .jpg, .jpeg or .png)")
+        raise DataError(
+            f"no images found in {', '.join(map(str, items))} (expected .jpg, .jpeg or .png)"
+        )
     return paths
 
 
 def prediction_rows(paths: list[Path], probs: np.ndarray) -> list[dict]:
     """One dict a image: image, class, mask, gender, age, probability."""
     rows = []
-    for path, p in zip(paths, probs):
+    for path, p in zip(paths, probs, strict=True):
         c = int(p.argmax())
         m, g, a = decode(c)
-        rows.append({
-            "image": str(path), "class": c, "mask": MASK_NAMES[m], "gender": GENDER_NAMES[g],
-            "age": AGE_NAMES[a], "probability": float(p[c]),
-        })
+        rows.append(
+            {
+                "image": str(path),
+                "class": c,
+                "mask": MASK_NAMES[m],
+                "gender": GENDER_NAMES[g],
+                "age": AGE_NAMES[a],
+                "probability": float(p[c]),
+            }
+        )
     return rows
 
 

@@ -51,7 +51,10 @@ def train_to_dir(
     if not full:
         folds = create_folds(data.strata(), data.groups(), n_folds, fold_seed)
         if isinstance(fold, bool) or not 0 <= fold < n_folds:
-            raise ConfigError(f"fold: expected an integer in 0..{n_folds - 1} (with --folds {n_folds}), but got {fold!r}.")
+            raise ConfigError(
+                f"fold: expected an integer in 0..{n_folds - 1} (with --folds {n_folds}), "
+                f"but got {fold!r}."
+            )
         split = folds[fold]
     out.mkdir(parents=True, exist_ok=True)
     writer = _tensorboard(out / TENSORBOARD)
@@ -90,7 +93,9 @@ def train_to_dir(
     if result.val_probs is not None and result.val_index is not None:
         y = np.asarray(data.labels(OLD_AGE))[result.val_index]  # validation: true labels
         metrics["validation"] = compute_metrics(y, result.val_probs)
-    extras = {k: metrics[k] for k in ("fold", "n_folds", "fold_seed", "best_epoch", "best_f1", "full")}
+    extras = {
+        k: metrics[k] for k in ("fold", "n_folds", "fold_seed", "best_epoch", "best_f1", "full")
+    }
     save_checkpoint(out / CHECKPOINT, result.state_dict, cfg, **extras)
     atomic_write_text(out / CONFIG, dump_config(cfg, ".json"))
     atomic_write_text(out / METRICS, json.dumps(metrics, indent=2) + "\n")
@@ -102,6 +107,7 @@ def _tensorboard(folder: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is a dependency, but training must not hinge on a log
+
         class _NoWriter:
             def add_scalar(self, *a: Any, **k: Any) -> None: ...
             def flush(self) -> None: ...

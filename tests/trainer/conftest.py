@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 
 # test_resnet: a real timm ResNet with 0.4 M parameters, a few ms per batch at 32 px
-TINY_CFG: dict[str, Any] = dict(backbone="test_resnet", image_size=32, batch_size=16, epochs=2, augment=1)
+TINY_CFG: dict[str, Any] = dict(
+    backbone="test_resnet", image_size=32, batch_size=16, epochs=2, augment=1
+)
 
 
 def tiny_cfg(**changes: Any):

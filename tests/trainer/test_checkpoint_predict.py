@@ -67,7 +67,9 @@ def test_predict_files_of_any_size(checkpoint, tmp_path, tiny_set):
     rgb = cv2.cvtColor(cv2.imread(str(src)), cv2.COLOR_BGR2RGB)
     big = tmp_path / "photos" / "big.png"
     big.parent.mkdir()
-    cv2.imwrite(str(big), cv2.resize(rgb, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)[..., ::-1])
+    cv2.imwrite(
+        str(big), cv2.resize(rgb, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)[..., ::-1]
+    )
     rows = predict_files(path, [src, big.parent], device="cpu")
     assert [r["image"] for r in rows] == [str(src), str(big)]
     expected = predict_probs(model, prepare_image(src, cfg.image_size)[None])[0]

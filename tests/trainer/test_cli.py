@@ -17,8 +17,24 @@ runner = CliRunner()
 def test_train_fold_then_predict(tiny_data, tmp_path):
     save_config(tiny_cfg(), tmp_path / "cfg.toml")
     out = tmp_path / "run"
-    res = runner.invoke(app, ["train", "--config", str(tmp_path / "cfg.toml"), "--data", str(tiny_data),
-                              "--folds", "3", "--fold", "1", "--out", str(out), "--device", "cpu"])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--config",
+            str(tmp_path / "cfg.toml"),
+            "--data",
+            str(tiny_data),
+            "--folds",
+            "3",
+            "--fold",
+            "1",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "epoch   2/2" in res.output and "best macro F1" in res.output
     metrics = json.loads((out / "metrics.json").read_text())
@@ -29,11 +45,24 @@ def test_train_fold_then_predict(tiny_data, tmp_path):
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 
     photos = sorted((tiny_data / "eval" / "images").iterdir())[:3]
-    res = runner.invoke(app, ["predict", str(out / "model.pt"), *map(str, photos), "--device", "cpu"])
+    res = runner.invoke(
+        app, ["predict", str(out / "model.pt"), *map(str, photos), "--device", "cpu"]
+    )
     assert res.exit_code == 0, res.output
     assert "3 predictions" in res.output
-    res = runner.invoke(app, ["predict", str(out / "model.pt"), str(tiny_data / "eval" / "images"),
-                              "--out", str(tmp_path / "preds.csv"), "--tta", "--device", "cpu"])
+    res = runner.invoke(
+        app,
+        [
+            "predict",
+            str(out / "model.pt"),
+            str(tiny_data / "eval" / "images"),
+            "--out",
+            str(tmp_path / "preds.csv"),
+            "--tta",
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader((tmp_path / "preds.csv").open()))
     assert len(rows) == len(list((tiny_data / "eval" / "images").iterdir()))
@@ -42,9 +71,24 @@ def test_train_fold_then_predict(tiny_data, tmp_path):
 
 
 def test_train_full(tiny_data, tiny_set, tmp_path):
-    (tmp_path / "cfg.json").write_text(json.dumps({**tiny_cfg().__dict__, "epochs": 1, "head_hidden": []}))
-    res = runner.invoke(app, ["train", "--config", str(tmp_path / "cfg.json"), "--data", str(tiny_data),
-                              "--full", "--out", str(tmp_path / "full"), "--device", "cpu"])
+    (tmp_path / "cfg.json").write_text(
+        json.dumps({**tiny_cfg().__dict__, "epochs": 1, "head_hidden": []})
+    )
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--config",
+            str(tmp_path / "cfg.json"),
+            "--data",
+            str(tiny_data),
+            "--full",
+            "--out",
+            str(tmp_path / "full"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert res.exit_code == 0, res.output
     metrics = json.loads((tmp_path / "full" / "metrics.json").read_text())
     assert metrics["full"] and metrics["best_f1"] is None and metrics["n_train"] == len(tiny_set)
@@ -64,14 +108,55 @@ def test_bad_input_ends_in_one_line(tiny_data, tmp_path):
     assert "backbone" in out and "resnet10tt" in out
     big = tmp_path / "big.json"
     save_config(tiny_cfg(batch_size=5000), big)
-    out = _fails(["train", "--config", str(big), "--data", str(tiny_data), "--out", str(tmp_path / "b"),
-                  "--device", "cpu"], 2)
+    out = _fails(
+        [
+            "train",
+            "--config",
+            str(big),
+            "--data",
+            str(tiny_data),
+            "--out",
+            str(tmp_path / "b"),
+            "--device",
+            "cpu",
+        ],
+        2,
+    )
     assert "batch_size" in out
-    assert not (tmp_path / "b" / "model.pt").exists() and not (tmp_path / "b" / "metrics.json").exists()
+    assert (
+        not (tmp_path / "b" / "model.pt").exists()
+        and not (tmp_path / "b" / "metrics.json").exists()
+    )
     ok = tmp_path / "ok.json"
     save_config(tiny_cfg(), ok)
-    assert "fold" in _fails(["train", "--config", str(ok), "--data", str(tiny_data), "--fold", "5",
-                             "--device", "cpu", "--out", str(tmp_path / "c")], 2)
-    assert "device" in _fails(["train", "--config", str(ok), "--data", str(tiny_data), "--device", "tpu",
-                               "--out", str(tmp_path / "d")], 2)
+    assert "fold" in _fails(
+        [
+            "train",
+            "--config",
+            str(ok),
+            "--data",
+            str(tiny_data),
+            "--fold",
+            "5",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "c"),
+        ],
+        2,
+    )
+    assert "device" in _fails(
+        [
+            "train",
+            "--config",
+            str(ok),
+            "--data",
+            str(tiny_data),
+            "--device",
+            "tpu",
+            "--out",
+            str(tmp_path / "d"),
+        ],
+        2,
+    )
     _fails(["predict", str(tmp_path / "nothing.pt"), str(ok)], 1)

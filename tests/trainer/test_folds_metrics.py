@@ -40,8 +40,8 @@ def test_folds_are_seeded():
     a = create_folds(strata, groups, 4, seed=3)
     b = create_folds(strata, groups, 4, seed=3)
     c = create_folds(strata, groups, 4, seed=4)
-    assert all(np.array_equal(x[1], y[1]) for x, y in zip(a, b))
-    assert not all(np.array_equal(x[1], y[1]) for x, y in zip(a, c))
+    assert all(np.array_equal(x[1], y[1]) for x, y in zip(a, b, strict=True))
+    assert not all(np.array_equal(x[1], y[1]) for x, y in zip(a, c, strict=True))
 
 
 @pytest.mark.parametrize("n", [1, 61, True])

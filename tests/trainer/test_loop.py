@@ -11,7 +11,7 @@ import torch
 
 from maskopt.data.labels import OLD_AGE
 from maskopt.errors import ConfigError
-from maskopt.trainer.config import TrainConfig, load_config, save_config
+from maskopt.trainer.config import load_config, save_config
 from maskopt.trainer.device import DeviceOutOfMemory, oom_as_error
 from maskopt.trainer.loop import FoldRun, fit
 from maskopt.trainer.metrics import macro_f1
@@ -59,7 +59,9 @@ def test_interleaved_runs_train_as_they_would_alone(tiny_set, tiny_folds):
         for _ in range(cfg.epochs):
             for run in runs:
                 run.run_epoch()
-        assert [h["train_loss"] for h in runs[0].result().history] == [h["train_loss"] for h in alone.history]
+        assert [h["train_loss"] for h in runs[0].result().history] == [
+            h["train_loss"] for h in alone.history
+        ]
     finally:
         for run in runs:
             run.close()
@@ -77,7 +79,9 @@ def test_old_age_moves_training_targets_not_validation(tiny_set, tiny_folds):
         m = run.run_epoch()
         r = run.result()
     val = tiny_folds[0][1]
-    assert m["val_f1"] == pytest.approx(macro_f1(tiny_set.labels(OLD_AGE)[val], r.val_probs.argmax(1)))
+    assert m["val_f1"] == pytest.approx(
+        macro_f1(tiny_set.labels(OLD_AGE)[val], r.val_probs.argmax(1))
+    )
     # the model saw old-age targets for the moved people: training batches carry them
     with FoldRun(cfg, tiny_set, *tiny_folds[0], device="cpu") as run:
         targets = torch.cat([y for _, y in run.loader]).numpy()
@@ -102,7 +106,9 @@ def test_freeze_epochs_train_only_the_head(tiny_set, tiny_folds):
         assert all(torch.equal(v, backbone0[k]) for k, v in run.model.backbone.state_dict().items())
         assert not all(torch.equal(v, head0[k]) for k, v in run.model.head.state_dict().items())
         run.run_epoch()
-        assert not all(torch.equal(v, backbone0[k]) for k, v in run.model.backbone.state_dict().items())
+        assert not all(
+            torch.equal(v, backbone0[k]) for k, v in run.model.backbone.state_dict().items()
+        )
 
 
 def test_grad_accum_steps_the_optimizer_every_k_batches(tiny_set, tiny_folds):
@@ -166,7 +172,12 @@ def test_out_of_memory_names_the_config():
         with oom_as_error(cfg, torch.device("cuda")):
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
     msg = str(err.value)
-    assert "test_resnet" in msg and "image_size=32" in msg and "batch_size=16" in msg and "lower" in msg
+    assert (
+        "test_resnet" in msg
+        and "image_size=32" in msg
+        and "batch_size=16" in msg
+        and "lower" in msg
+    )
     with pytest.raises(ValueError):  # anything else passes through
         with oom_as_error(cfg, torch.device("cpu")):
             raise ValueError("other")

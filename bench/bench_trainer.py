@@ -1,0 +1,178 @@
+"""Training throughput: the real data pipeline against the same model fed from memory.
+
+    .venv/bin/python -m bench.bench_trainer [--people 60] [--backbone resnet10t] [--size 64]
+        [--augment 2] [--workers 0,1] [--epochs 3] [--threads N] [--device cpu]
+
+"real": FoldRun as `maskopt train` runs it (the decoded-image memmap cache, per-image
+albumentations at the config's strength, the DataLoader with N workers, normalisation
+on the device). "limit": the same FoldRun and `train_one_epoch`, its loader replaced
+by the same number of uint8 batches already in memory (no reading, no augmentation).
+The two alternate epoch by epoch in one process (the machine is shared: side by
+side is the only fair comparison); the first epoch of each is a warm-up and not
+counted. Writes the BENCHMARKS.md section "trainer".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+
+def _memory_batches(run) -> list:
+    """The epoch's batches, read and stacked once, without augmentation."""
+    import numpy as np
+    import torch
+
+    out = []
+    for _, _, rows in run.sampler:
+        x = torch.from_numpy(np.ascontiguousarray(run.images[rows]))
+        y = torch.from_numpy(run.targets[rows])
+        out.append((x.pin_memory() if run.device.type == "cuda" else x, y))
+    return out
+
+
+def augment_cost(ds, size: int, strength: int, n: int = 300) -> float:
+    """Microseconds per image of the per-image albumentations pipeline alone."""
+    import numpy as np
+
+    from maskopt.data.augment import create_augment
+
+    aug = create_augment(strength)
+    images = np.asarray(ds.images(size)[:n])
+    if aug is None:
+        return 0.0
+    aug.set_random_seed(0)
+    for im in images[:20]:
+        aug(im)
+    t = time.perf_counter()
+    for im in images:
+        aug(im)
+    return (time.perf_counter() - t) / len(images) * 1e6
+
+
+def measure(ds, cfg, workers: int, epochs: int, device: str) -> dict:
+    from maskopt.trainer.folds import create_folds
+    from maskopt.trainer.loop import FoldRun
+
+    train_idx, _ = create_folds(ds.strata(), ds.groups(), 5, seed=0)[0]
+    real = FoldRun(cfg, ds, train_idx, None, device=device, num_workers=workers)
+    limit = FoldRun(cfg, ds, train_idx, None, device=device, num_workers=0)
+    limit.loader = _memory_batches(limit)
+    speeds: dict[str, list[float]] = {"real": [], "limit": []}
+    try:
+        for epoch in range(epochs + 1):
+            for name, run in (
+                (("real", real), ("limit", limit))
+                if epoch % 2
+                else (("limit", limit), ("real", real))
+            ):
+                _, ips = run.train_one_epoch()
+                run.history.append({})  # advances the epoch counter (batch order, freeze state)
+                if epoch > 0:  # epoch 0 warms up allocations and kernels
+                    speeds[name].append(ips)
+    finally:
+        real.close()
+        limit.close()
+    r, lim = statistics.median(speeds["real"]), statistics.median(speeds["limit"])
+    return {"workers": workers, "real": r, "limit": lim, "ratio": r / lim, "runs": speeds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, help="an existing data folder (default: synthesise one)")
+    p.add_argument("--people", type=int, default=60)
+    p.add_argument("--backbone", default="resnet10t,mobilenetv3_small_050", help="comma-separated")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--augment", type=int, default=2)
+    p.add_argument("--workers", default="0,1")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from maskopt.data.layout import read_train
+    from maskopt.data.synth import synthesize
+    from maskopt.trainer.config import TrainConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="maskopt-bench-") as tmp:
+        data = args.data
+        if data is None:
+            data = Path(tmp) / "data"
+            synthesize(
+                data, people=args.people, eval_people=0, seed=0, size=(192, 256), progress=False
+            )
+        ds = read_train(data)
+        ds.images(
+            args.size
+        )  # build the cache before timing: it is built once per size, not per epoch
+        aug_us = augment_cost(ds, args.size, args.augment)
+        print(f"augment {args.augment}: {aug_us:.0f} us per image", flush=True)
+        rows = []
+        for backbone in args.backbone.split(","):
+            cfg = TrainConfig(
+                backbone=backbone,
+                image_size=args.size,
+                batch_size=args.batch_size,
+                epochs=args.epochs + 1,
+                augment=args.augment,
+                scheduler="none",
+            )
+            for w in (int(x) for x in args.workers.split(",")):
+                t = time.perf_counter()
+                res = {"backbone": backbone, **measure(ds, cfg, w, args.epochs, args.device)}
+                rows.append(res)
+                print(
+                    f"{backbone} workers={w}: real {res['real']:.1f} img/s, "
+                    f"limit {res['limit']:.1f} img/s, "
+                    f"ratio {res['ratio']:.3f}  ({time.perf_counter() - t:.0f} s; per epoch "
+                    f"real {[round(v, 1) for v in res['runs']['real']]}, "
+                    f"limit {[round(v, 1) for v in res['runs']['limit']]})",
+                    flush=True,
+                )
+    cmd = "python -m bench.bench_trainer " + " ".join(sys.argv[1:] if argv is None else argv)
+    table = "\n".join(
+        f"| {r['backbone']} | {r['workers']} | {r['real']:.1f} | {r['limit']:.1f} "
+        f"| {r['ratio']:.3f} |"
+        for r in rows
+    )
+    md = f"""## trainer: training images/s, real pipeline vs batches in memory
+
+`{cmd.strip()}` on {platform.machine()} with {os.cpu_count()} cores, torch {torch.__version__}, \
+{torch.get_num_threads()} intra-op thread(s), device {args.device}.
+{len(ds)} images ({ds.n_people} people), one fold's training part (4/5), from scratch at \
+{args.size} px, batch {args.batch_size}, augment {args.augment} (per-image albumentations, \
+{aug_us:.0f} us per image alone). Median over {args.epochs} epochs after one warm-up, real and \
+limit alternating epoch by epoch in one process.
+
+| backbone | loader workers | real pipeline img/s | in-memory limit img/s | ratio |
+| --- | ---: | ---: | ---: | ---: |
+{table}
+
+Target: ratio >= 0.9. The loader default on the CPU is 0 workers \
+(`trainer.loop.default_workers`; `MASKOPT_WORKERS` overrides it).
+"""
+    if not args.no_write:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from bench._report import write_section
+
+        write_section("trainer", md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
