@@ -52,7 +52,9 @@ def drop_pushed_out_models(study: optuna.Study, storage: RDBStorage,
 
     keep = set(top_k_numbers(study, k))
     dropped = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    # Read through the RDB storage itself, not the study's cache: the cache keeps a finished
+    # trial's attributes as they were when it finished, before any worker emptied them.
+    for t in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.COMPLETE,)):
         ids = t.user_attrs.get("model_artifacts") or []
         if t.number in keep or not ids:
             continue
