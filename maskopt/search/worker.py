@@ -72,6 +72,9 @@ def run_worker(opts: SearchOptions, index: int = 0, objective: Any = None) -> Wo
     from maskopt.studies.storage import artifacts_dir_for, create_artifact_store, create_storage
 
     storage = create_storage(opts.storage, heartbeat=True, interval=opts.heartbeat)
+    # Optuna logs every failed trial with its traceback; maskopt records the reason in the
+    # trial (fail_reason) and shows it in the progress and the summary instead.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     objective = objective if objective is not None else load_objective(opts)
     artifacts_dir = artifacts_dir_for(opts.storage, opts.artifacts)
     store = create_artifact_store(artifacts_dir)
