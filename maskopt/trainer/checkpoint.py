@@ -79,7 +79,7 @@ def load_model(
     """The checkpoint's model in eval mode on `device`, and its config."""
     import torch
 
-    from maskopt.trainer.device import resolve_device
+    from maskopt.trainer.device import channels_last, resolve_device
     from maskopt.trainer.models import create_model
 
     ckpt = read_checkpoint(path)
@@ -95,6 +95,6 @@ def load_model(
         ) from None
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     model.to(dev).eval()
-    if dev.type == "cuda":
+    if channels_last(dev):
         model.to(memory_format=torch.channels_last)
     return model, cfg

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -71,11 +72,35 @@ def oom_as_error(cfg: TrainConfig, device: torch.device) -> Iterator[None]:
         ) from None
 
 
-def amp_dtype(device: torch.device):
-    """bf16 autocast on CUDA (no loss scaling needed); full precision elsewhere."""
+def cpu_bf16() -> bool:
+    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX).
+
+    There, bf16 autocast with channels_last trains about 2x faster than float32
+    (resnet10t at 64 px on 2 Zen 4 cores: 19 -> 45 img/s); without it bf16 is emulated
+    and slower, so float32 stays. MASKOPT_CPU_BF16=0 or 1 overrides the check.
+    """
     import torch
 
-    return torch.bfloat16 if device.type == "cuda" else None
+    env = os.environ.get("MASKOPT_CPU_BF16")
+    if env is not None:
+        return env.strip().lower() not in ("0", "false", "no", "off", "")
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def amp_dtype(device: torch.device):
+    """bf16 autocast on CUDA (no loss scaling needed) and on CPUs with native bf16;
+    full precision elsewhere (MPS, older CPUs)."""
+    import torch
+
+    if device.type == "cuda" or (device.type == "cpu" and cpu_bf16()):
+        return torch.bfloat16
+    return None
+
+
+def channels_last(device: torch.device) -> bool:
+    """NHWC memory layout: faster convolutions on CUDA and with CPU bf16 (oneDNN)."""
+    return device.type == "cuda" or (device.type == "cpu" and cpu_bf16())
 
 
 def to_input(
@@ -84,13 +109,13 @@ def to_input(
     """NHWC uint8 (CPU, ideally pinned) -> normalised float NCHW on `device`.
 
     Normalising on the device keeps the loader's work (and the copy) at one byte a pixel.
-    On CUDA the result is channels_last, which convolutions run faster in.
+    Where convolutions run faster in it (see `channels_last`), the result is channels_last.
     """
     import torch
 
     x = batch_uint8.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
     x = x.div_(255.0).sub_(mean).div_(std)
-    if device.type == "cuda":
+    if channels_last(device):
         x = x.contiguous(memory_format=torch.channels_last)
     return x
 

@@ -131,7 +131,7 @@ class FoldRun:
         import torch
 
         from maskopt.data.augment import create_augment
-        from maskopt.trainer.device import norm_tensors, oom_as_error, resolve_device
+        from maskopt.trainer.device import channels_last, norm_tensors, oom_as_error, resolve_device
         from maskopt.trainer.losses import class_weights, create_loss
         from maskopt.trainer.models import create_model
         from maskopt.trainer.optim import create_optimizer, create_scheduler
@@ -161,7 +161,7 @@ class FoldRun:
             model = create_model(cfg)
             self._rng_state = torch.get_rng_state()  # dropout's stream for this run only
             model.to(self.device)
-            if self._cuda:
+            if channels_last(self.device):
                 model.to(memory_format=torch.channels_last)
         self._cuda_rng = torch.cuda.get_rng_state(self.device) if self._cuda else None
         self.model: Any = model
