@@ -156,14 +156,18 @@ class FoldRun:
         self._closed = False
         self._cuda = self.device.type == "cuda"
 
-        with oom_as_error(cfg, self.device), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
+        # the caller's RNG state is left as it was; this run's streams start from cfg.seed
+        with (
+            oom_as_error(cfg, self.device),
+            torch.random.fork_rng(devices=[self.device] if self._cuda else []),
+        ):
+            torch.manual_seed(cfg.seed)  # CPU and CUDA generators
             model = create_model(cfg)
             self._rng_state = torch.get_rng_state()  # dropout's stream for this run only
+            self._cuda_rng = torch.cuda.get_rng_state(self.device) if self._cuda else None
             model.to(self.device)
             if channels_last(self.device):
                 model.to(memory_format=torch.channels_last)
-        self._cuda_rng = torch.cuda.get_rng_state(self.device) if self._cuda else None
         self.model: Any = model
         self.optimizer = create_optimizer(cfg, model)
         self.scheduler = create_scheduler(
