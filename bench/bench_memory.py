@@ -50,13 +50,32 @@ def main() -> None:
     synthesize(work / "data", people=args.people, seed=0, size=(192, 256), progress=False)
     url = f"sqlite:///{work / 'mem.db'}"
     env = dict(os.environ, OMP_NUM_THREADS="1", NO_ALBUMENTATIONS_UPDATE="1")
-    cmd = [str(Path(sys.executable).parent / "maskopt"), "search", "--data", str(work / "data"),
-           "--space", "cpu", "--trials", str(args.trials), "--folds", str(args.folds),
-           "--epochs", str(args.epochs), "--pruner", "none", "--seed", "0", "--device", "cpu",
-           "--storage", url]
+    cmd = [
+        str(Path(sys.executable).parent / "maskopt"),
+        "search",
+        "--data",
+        str(work / "data"),
+        "--space",
+        "cpu",
+        "--trials",
+        str(args.trials),
+        "--folds",
+        str(args.folds),
+        "--epochs",
+        str(args.epochs),
+        "--pruner",
+        "none",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+        "--storage",
+        url,
+    ]
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=open(work / "search.log", "w"), stderr=subprocess.STDOUT,
-                            env=env, cwd=work)
+    proc = subprocess.Popen(
+        cmd, stdout=open(work / "search.log", "w"), stderr=subprocess.STDOUT, env=env, cwd=work
+    )
     storage = None
     samples: list[tuple[int, float]] = []  # (trials finished, RSS MiB)
     last = -1
@@ -83,10 +102,12 @@ def main() -> None:
     first_n, first_rss = after[0]
     n = np.array([a for a, _ in after], dtype=float)
     r = np.array([b for _, b in after])
-    late = (n >= 5)
+    late = n >= 5
     slope = float(np.polyfit(n[late], r[late], 1)[0]) if late.sum() >= 3 else float("nan")
-    cmd_text = (f"python bench/bench_memory.py --people {args.people} --trials {args.trials} "
-                f"--epochs {args.epochs} --folds {args.folds}")
+    cmd_text = (
+        f"python bench/bench_memory.py --people {args.people} --trials {args.trials} "
+        f"--epochs {args.epochs} --folds {args.folds}"
+    )
     table = " | ".join(f"{a}: {b:.0f}" for a, b in after)
     md = [
         "## Worker memory over many trials (`bench/bench_memory.py`)",
@@ -94,8 +115,10 @@ def main() -> None:
         f"Command: `{cmd_text}`",
         "",
         f"One `maskopt search` worker, cpu space (resnet10t / mobilenetv2_050 at 48 px), "
-        f"{args.people} synthetic people, {args.folds} folds x {args.epochs} epochs, --pruner none, "
-        f"{args.trials} trials in {wall:.0f} s. RSS of the worker process read from /proc each time a "
+        f"{args.people} synthetic people, {args.folds} folds x {args.epochs} epochs, "
+        "--pruner none, "
+        f"{args.trials} trials in {wall:.0f} s. RSS of the worker process read from /proc "
+        "each time a "
         "trial finished.",
         "",
         "| | RSS (MiB) |",

@@ -43,9 +43,27 @@ def main() -> None:
     synthesize(work / "data", people=args.people, seed=args.seed, size=(192, 256), progress=False)
     maskopt = str(Path(sys.executable).parent / "maskopt")
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", NO_ALBUMENTATIONS_UPDATE="1")
-    common = ["search", "--data", str(work / "data"), "--space", "cpu", "--trials", str(args.trials),
-              "--folds", str(args.folds), "--epochs", str(args.epochs), "--seed", str(args.seed),
-              "--startup-trials", str(args.startup_trials), "--warmup-steps", "1", "--device", "cpu"]
+    common = [
+        "search",
+        "--data",
+        str(work / "data"),
+        "--space",
+        "cpu",
+        "--trials",
+        str(args.trials),
+        "--folds",
+        str(args.folds),
+        "--epochs",
+        str(args.epochs),
+        "--seed",
+        str(args.seed),
+        "--startup-trials",
+        str(args.startup_trials),
+        "--warmup-steps",
+        "1",
+        "--device",
+        "cpu",
+    ]
     # Build the decoded-image cache once, before the timed runs (both read it).
     from maskopt.data.layout import read_train
     from maskopt.spaces import get_space
@@ -58,7 +76,10 @@ def main() -> None:
         started[pruner] = time.perf_counter()
         procs[pruner] = subprocess.Popen(
             [maskopt, *common, "--pruner", pruner, "--storage", url],
-            stdout=open(work / f"{pruner}.log", "w"), stderr=subprocess.STDOUT, env=env, cwd=work,
+            stdout=open(work / f"{pruner}.log", "w"),
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=work,
         )
     wall = {}
     for pruner, p in procs.items():
@@ -86,14 +107,18 @@ def main() -> None:
     # "Within noise": the spread of the top complete trials of the unpruned search.
     top = n["values"][: max(3, len(n["values"]) // 4)]
     noise = max(top) - min(top)
-    cmd = (f"python bench/bench_search.py --people {args.people} --trials {args.trials} --epochs "
-           f"{args.epochs} --folds {args.folds} --startup-trials {args.startup_trials} --seed {args.seed}")
+    cmd = (
+        f"python bench/bench_search.py --people {args.people} --trials {args.trials} --epochs "
+        f"{args.epochs} --folds {args.folds} --startup-trials {args.startup_trials} "
+        f"--seed {args.seed}"
+    )
     md = [
         "## Pruning: `--pruner median` against `--pruner none` (`bench/bench_search.py`)",
         "",
         f"Command: `{cmd}`",
         "",
-        f"Synthetic data, {args.people} people ({args.people * 7} images), cpu space, {args.folds} folds, "
+        f"Synthetic data, {args.people} people ({args.people * 7} images), cpu space, "
+        f"{args.folds} folds, "
         f"{args.epochs} epochs per fold, {args.trials} trials, TPE seed {args.seed}, "
         f"{args.startup_trials} startup trials, pruning from epoch 1 on. Both searches ran at the "
         "same time, one CPU thread each, on a shared 2-core machine (wall times are comparable "
@@ -103,19 +128,24 @@ def main() -> None:
         "each fold's best-so-far F1 (only grows), because Optuna's MedianPruner compares a trial's "
         "best value so far with the others' value at the same step.",
         "",
-        "| pruner | fold-epochs trained | wall time (s) | best OOF macro F1 | complete / pruned / failed |",
+        "| pruner | fold-epochs trained | wall time (s) | best OOF macro F1 "
+        "| complete / pruned / failed |",
         "| --- | --- | --- | --- | --- |",
     ]
     for name, r in (("median", m), ("none", n)):
-        md.append(f"| {name} | {r['epochs']} | {r['wall']:.0f} | {r['best']:.4f} | "
-                  f"{r['complete']} / {r['pruned']} / {r['failed']} |")
+        md.append(
+            f"| {name} | {r['epochs']} | {r['wall']:.0f} | {r['best']:.4f} | "
+            f"{r['complete']} / {r['pruned']} / {r['failed']} |"
+        )
     verdict_epochs = "met" if ratio <= 0.5 else "NOT met"
     diff = m["best"] - n["best"]
     verdict_f1 = "within" if abs(diff) <= noise or diff >= 0 else "outside"
     md += [
         "",
-        f"Epochs with pruning: **{ratio:.0%}** of those without (target at most 50%: {verdict_epochs}). "
-        f"Best F1 difference {diff:+.4f}; the spread of the unpruned search's top {len(top)} trials is "
+        f"Epochs with pruning: **{ratio:.0%}** of those without "
+        f"(target at most 50%: {verdict_epochs}). "
+        f"Best F1 difference {diff:+.4f}; the spread of the unpruned search's "
+        f"top {len(top)} trials is "
         f"{noise:.4f}, so the difference is {verdict_f1} that noise.",
     ]
     write_section("search-pruning", "\n".join(md))

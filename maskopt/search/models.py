@@ -27,8 +27,11 @@ def enters_top_k(study: optuna.Study, value: float, k: int) -> bool:
     if k <= 0:
         return False
     values = sorted(
-        (t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-         if t.value is not None),
+        (
+            t.value
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None
+        ),
         reverse=True,
     )
     return len(values) < k or value > values[k - 1]
@@ -38,14 +41,18 @@ def top_k_numbers(study: optuna.Study, k: int) -> list[int]:
     """Trial numbers of the k best COMPLETE trials (ties: the earlier trial first)."""
     from optuna.trial import TrialState
 
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None]
-    done.sort(key=lambda t: (-float(t.value), t.number))
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None
+    ]
+    done.sort(key=lambda t: (-(t.value or 0.0), t.number))
     return [t.number for t in done[:k]]
 
 
-def drop_pushed_out_models(study: optuna.Study, storage: RDBStorage,
-                           store: FileSystemArtifactStore, k: int) -> list[int]:
+def drop_pushed_out_models(
+    study: optuna.Study, storage: RDBStorage, store: FileSystemArtifactStore, k: int
+) -> list[int]:
     """Delete fold models of COMPLETE trials outside the top K; returns their trial numbers."""
     from optuna.artifacts.exceptions import ArtifactNotFound
     from optuna.trial import TrialState
@@ -68,7 +75,9 @@ def drop_pushed_out_models(study: optuna.Study, storage: RDBStorage,
     return dropped
 
 
-def _overwrite_finished_trial_attrs(storage: RDBStorage, trial_id: int, artifact_ids: list[str]) -> None:
+def _overwrite_finished_trial_attrs(
+    storage: RDBStorage, trial_id: int, artifact_ids: list[str]
+) -> None:
     """Empty `model_artifacts` and drop the removed artifacts' metadata of a finished trial.
 
     Optuna's storage API refuses to change a finished trial (UpdateFinishedTrialError), so
@@ -80,8 +89,10 @@ def _overwrite_finished_trial_attrs(storage: RDBStorage, trial_id: int, artifact
 
     with storage.engine.begin() as con:
         con.execute(
-            sa.text("UPDATE trial_user_attributes SET value_json = :v "
-                    "WHERE trial_id = :t AND key = 'model_artifacts'"),
+            sa.text(
+                "UPDATE trial_user_attributes SET value_json = :v "
+                "WHERE trial_id = :t AND key = 'model_artifacts'"
+            ),
             {"v": json.dumps([]), "t": trial_id},
         )
         for artifact_id in artifact_ids:

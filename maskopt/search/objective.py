@@ -52,14 +52,15 @@ class KFoldObjective:
         from maskopt.data.layout import read_train
         from maskopt.spaces import get_space
         from maskopt.studies.storage import artifacts_dir_for, create_artifact_store
-
         from maskopt.trainer.device import resolve_device
 
         self.opts = opts
         self.device = resolve_device(opts.device)
         space = get_space(opts.space)
         self.space = space.with_epochs(opts.epochs) if opts.epochs else space
-        self.data = read_train(opts.data, skip_bad=opts.skip_bad, crop=opts.crop, cache_dir=opts.cache)
+        self.data = read_train(
+            opts.data, skip_bad=opts.skip_bad, crop=opts.crop, cache_dir=opts.cache
+        )
         self.labels = self.data.labels(TRUE_OLD_AGE)
         self.artifacts_dir = artifacts_dir_for(opts.storage, opts.artifacts)
         self.store = create_artifact_store(self.artifacts_dir)
@@ -79,7 +80,9 @@ class KFoldObjective:
         from maskopt.trainer.folds import create_folds
 
         if self._folds is None:
-            self._folds = create_folds(self.data.strata(), self.data.groups(), self.opts.folds, fold_seed)
+            self._folds = create_folds(
+                self.data.strata(), self.data.groups(), self.opts.folds, fold_seed
+            )
         return self._folds
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -112,9 +115,7 @@ class KFoldObjective:
         """step = epoch, value = mean over folds of each fold's best-so-far F1 (monotone)."""
         import optuna
 
-        from maskopt.trainer.loop import FoldRun
-
-        from maskopt.trainer.loop import default_workers
+        from maskopt.trainer.loop import FoldRun, default_workers
 
         # k loaders are alive at once here: split the loader processes between them.
         workers = default_workers(self.device)
@@ -122,8 +123,11 @@ class KFoldObjective:
         runs = []
         try:
             for train_idx, val_idx in folds:
-                runs.append(FoldRun(cfg, self.data, train_idx, val_idx, device=self.device,
-                                    num_workers=per_fold))
+                runs.append(
+                    FoldRun(
+                        cfg, self.data, train_idx, val_idx, device=self.device, num_workers=per_fold
+                    )
+                )
             best = [float("-inf")] * len(runs)
             for epoch in range(1, cfg.epochs + 1):
                 for i, run in enumerate(runs):
@@ -158,15 +162,17 @@ class KFoldObjective:
                 results.append(run.result())
             finally:
                 run.close()
-            trial.report(float(results[-1].best_f1), k)
+            trial.report(float(results[-1].best_f1 or 0.0), k)
             if trial.should_prune():
-                trial.set_user_attr("fold_f1", [round(float(r.best_f1), 6) for r in results])
+                trial.set_user_attr("fold_f1", [round(float(r.best_f1 or 0.0), 6) for r in results])
                 raise optuna.TrialPruned(f"fold {k}: worse than the best trial on the same folds")
         return results
 
     # -- after the last fold ---------------------------------------------------------------
 
-    def _finish(self, trial, cfg: TrainConfig, results: list, progress: dict, started: float) -> float:
+    def _finish(
+        self, trial, cfg: TrainConfig, results: list, progress: dict, started: float
+    ) -> float:
         from maskopt.trainer.metrics import compute_metrics, macro_f1
 
         n = len(self.labels)
@@ -183,7 +189,9 @@ class KFoldObjective:
         trial.set_user_attr("fold_best_epoch", [int(r.best_epoch) for r in results])
         trial.set_user_attr("class_f1", [round(float(f), 6) for f in metrics["class_f1"]])
         trial.set_user_attr("epochs_run", progress["epochs_run"])
-        trial.set_user_attr("images_per_s", round(float(np.mean([r.images_per_s for r in results])), 1))
+        trial.set_user_attr(
+            "images_per_s", round(float(np.mean([r.images_per_s for r in results])), 1)
+        )
         with tempfile.TemporaryDirectory(prefix="maskopt-trial-") as tmp:
             trial.set_user_attr("oof_artifact", self._upload_oof(trial, Path(tmp), probs))
             models: list[str] = []
@@ -208,9 +216,20 @@ class KFoldObjective:
         ids = []
         for k, r in enumerate(results):
             path = tmp / f"model_trial{trial.number}_fold{k}.pt"
-            save_checkpoint(path, r.state_dict, cfg, fold=k, trial=trial.number,
-                            best_f1=float(r.best_f1), best_epoch=int(r.best_epoch))
-            ids.append(upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=trial))
+            save_checkpoint(
+                path,
+                r.state_dict,
+                cfg,
+                fold=k,
+                trial=trial.number,
+                best_f1=float(r.best_f1),
+                best_epoch=int(r.best_epoch),
+            )
+            ids.append(
+                upload_artifact(
+                    artifact_store=self.store, file_path=str(path), study_or_trial=trial
+                )
+            )
             os.unlink(path)
         return ids
 

@@ -54,8 +54,14 @@ class SearchSummary:
         return self.counts.get("COMPLETE", 0) + self.counts.get("PRUNED", 0)
 
 
-def summarize(storage: RDBStorage, opts: SearchOptions, artifacts_dir: str, wall_s: float,
-              interrupted: bool = False, problems: list[str] | None = None) -> SearchSummary:
+def summarize(
+    storage: RDBStorage,
+    opts: SearchOptions,
+    artifacts_dir: str,
+    wall_s: float,
+    interrupted: bool = False,
+    problems: list[str] | None = None,
+) -> SearchSummary:
     import optuna
 
     study = optuna.load_study(study_name=opts.study, storage=storage)
@@ -71,18 +77,35 @@ def summarize(storage: RDBStorage, opts: SearchOptions, artifacts_dir: str, wall
         if retried is not None:
             note = (note + "; " if note else "") + f"retry of trial {retried}"
         if t.user_attrs.get("retry_of") is not None:
-            note = (note + "; " if note else "") + f"rerun of interrupted trial {t.user_attrs['retry_of']}"
-        rows.append(TrialRow(t.number, t.state.name, t.value, t.user_attrs.get("epochs_run"),
-                             t.user_attrs.get("duration_s"), note))
+            note = (
+                note + "; " if note else ""
+            ) + f"rerun of interrupted trial {t.user_attrs['retry_of']}"
+        rows.append(
+            TrialRow(
+                t.number,
+                t.state.name,
+                t.value,
+                t.user_attrs.get("epochs_run"),
+                t.user_attrs.get("duration_s"),
+                note,
+            )
+        )
     complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
     best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
     return SearchSummary(
-        study=opts.study, storage=opts.storage, artifacts_dir=artifacts_dir,
-        trials_wanted=opts.trials, counts=counts,
-        best_number=best.number if best else None, best_value=best.value if best else None,
+        study=opts.study,
+        storage=opts.storage,
+        artifacts_dir=artifacts_dir,
+        trials_wanted=opts.trials,
+        counts=counts,
+        best_number=best.number if best else None,
+        best_value=best.value if best else None,
         best_params=dict(best.params) if best else {},
         total_epochs=sum(int(t.user_attrs.get("epochs_run", 0) or 0) for t in trials),
-        wall_s=round(wall_s, 1), trials=rows, interrupted=interrupted, problems=list(problems or []),
+        wall_s=round(wall_s, 1),
+        trials=rows,
+        interrupted=interrupted,
+        problems=list(problems or []),
     )
 
 
@@ -96,11 +119,23 @@ class _ProgressView:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> _ProgressView:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
-        self.progress = Progress(TextColumn("search"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.description}"), TimeElapsedColumn(),
-                                 console=self.console, transient=False)
+        self.progress = Progress(
+            TextColumn("search"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
         self.task = self.progress.add_task("starting", total=self.opts.trials)
         self.progress.start()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -132,15 +167,20 @@ class _ProgressView:
             if t.state.name in ("COMPLETE", "PRUNED") and t.datetime_start and t.datetime_complete:
                 durations.append((t.datetime_complete - t.datetime_start).total_seconds())
         complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
-        best = max(complete, key=lambda t: t.value) if complete else None
-        text = (f"[green]{n['COMPLETE']} complete[/] [yellow]{n['PRUNED']} pruned[/] "
-                f"[red]{n['FAIL']} failed[/] {n['RUNNING']} running")
+        best = max(complete, key=lambda t: t.value or 0.0) if complete else None
+        text = (
+            f"[green]{n['COMPLETE']} complete[/] [yellow]{n['PRUNED']} pruned[/] "
+            f"[red]{n['FAIL']} failed[/] {n['RUNNING']} running"
+        )
         if best is not None:
             text += f" | best F1 {best.value:.4f} (trial {best.number})"
         if durations:
             text += f" | {sum(durations) / len(durations):.1f} s/trial"
-        self.progress.update(self.task, completed=min(n["COMPLETE"] + n["PRUNED"], self.opts.trials),
-                             description=text)
+        self.progress.update(
+            self.task,
+            completed=min(n["COMPLETE"] + n["PRUNED"], self.opts.trials),
+            description=text,
+        )
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
@@ -149,8 +189,9 @@ class _ProgressView:
         self.progress.stop()
 
 
-def run_search(opts: SearchOptions, *, show_progress: bool = True,
-               console: Console | None = None) -> SearchSummary:
+def run_search(
+    opts: SearchOptions, *, show_progress: bool = True, console: Console | None = None
+) -> SearchSummary:
     """Run (or resume) the study until it holds opts.trials finished trials; summary at the end."""
     from maskopt.search.study import open_study
     from maskopt.studies.storage import artifacts_dir_for, create_storage
@@ -169,8 +210,10 @@ def run_search(opts: SearchOptions, *, show_progress: bool = True,
             result = run_worker(opts, 0, objective)
             interrupted = result.interrupted
             if result.failed_in_a_row >= MAX_FAILS_IN_A_ROW:
-                problems.append(f"stopped after {result.failed_in_a_row} failed trials in a row; "
-                                f"last reason: {result.last_fail_reason}")
+                problems.append(
+                    f"stopped after {result.failed_in_a_row} failed trials in a row; "
+                    f"last reason: {result.last_fail_reason}"
+                )
         else:
             # Create (or check) the study here, once, so the workers only load it.
             open_study(opts, storage, objective.study_attrs, artifacts_dir)
@@ -179,7 +222,9 @@ def run_search(opts: SearchOptions, *, show_progress: bool = True,
     finally:
         if view is not None:
             view.__exit__(None, None, None)
-    summary = summarize(storage, opts, artifacts_dir, time.perf_counter() - started, interrupted, problems)
+    summary = summarize(
+        storage, opts, artifacts_dir, time.perf_counter() - started, interrupted, problems
+    )
     storage.remove_session()
     return summary
 
@@ -188,8 +233,10 @@ def _run_processes(opts: SearchOptions) -> tuple[bool, list[str]]:
     """Spawn one process per worker (one per GPU with --gpus) and wait for them."""
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked CUDA or DB state
     gpus: list[str | None] = list(opts.gpus) if opts.gpus else [None] * opts.workers
-    procs = [ctx.Process(target=worker_main, args=(opts, i, gpu), name=f"maskopt-worker-{i}")
-             for i, gpu in enumerate(gpus)]
+    procs = [
+        ctx.Process(target=worker_main, args=(opts, i, gpu), name=f"maskopt-worker-{i}")
+        for i, gpu in enumerate(gpus)
+    ]
     for p in procs:
         p.start()
     interrupted = False

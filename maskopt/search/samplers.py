@@ -12,8 +12,9 @@ if TYPE_CHECKING:
     from maskopt.spaces import Space
 
 
-def create_sampler(name: str, *, seed: int | None, space: Space | None = None,
-                   startup_trials: int = 5) -> optuna.samplers.BaseSampler:
+def create_sampler(
+    name: str, *, seed: int | None, space: Space | None = None, startup_trials: int = 5
+) -> optuna.samplers.BaseSampler:
     """tpe / random / grid (the grid of a space file's listed values) / cmaes / gp."""
     import optuna
 
@@ -38,8 +39,9 @@ def create_sampler(name: str, *, seed: int | None, space: Space | None = None,
     raise ConfigError(f"--sampler: expected tpe, random, grid, cmaes or gp, but got {name!r}.")
 
 
-def create_pruner(name: str, *, startup_trials: int, warmup_steps: int,
-                  max_steps: int) -> optuna.pruners.BasePruner:
+def create_pruner(
+    name: str, *, startup_trials: int, warmup_steps: int, max_steps: int
+) -> optuna.pruners.BasePruner:
     """median / wilcoxon / hyperband / none.
 
     median: Optuna's MedianPruner compares this trial's BEST value over its steps so far
@@ -52,12 +54,15 @@ def create_pruner(name: str, *, startup_trials: int, warmup_steps: int,
     import optuna
 
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=warmup_steps)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=startup_trials, n_warmup_steps=warmup_steps
+        )
     if name == "wilcoxon":
         return optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=warmup_steps)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(max_steps, 1),
-                                              reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=max(max_steps, 1), reduction_factor=3
+        )
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ConfigError(f"--pruner: expected median, wilcoxon, hyperband or none, but got {name!r}.")

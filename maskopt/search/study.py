@@ -23,14 +23,19 @@ WHAT = {
 }
 
 
-def open_study(opts: SearchOptions, storage: RDBStorage, study_attrs: dict[str, Any],
-               artifacts_dir: str | None = None) -> optuna.Study:
+def open_study(
+    opts: SearchOptions,
+    storage: RDBStorage,
+    study_attrs: dict[str, Any],
+    artifacts_dir: str | None = None,
+) -> optuna.Study:
     """The study `opts.study` in `storage`: created with `study_attrs` and the fold seed, or
     loaded and checked; StudyError naming every attribute that differs."""
     import optuna
 
-    study = optuna.create_study(study_name=opts.study, storage=storage, direction="maximize",
-                                load_if_exists=True)
+    study = optuna.create_study(
+        study_name=opts.study, storage=storage, direction="maximize", load_if_exists=True
+    )
     attrs = study.user_attrs
     if "fold_seed" not in attrs:
         # A fixed default (0), not a random one: workers on many machines that create the

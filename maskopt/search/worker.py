@@ -80,13 +80,21 @@ def run_worker(opts: SearchOptions, index: int = 0, objective: Any = None) -> Wo
     store = create_artifact_store(artifacts_dir)
     study = open_study(opts, storage, objective.study_attrs, str(artifacts_dir))
     space = get_space(opts.space) if opts.sampler == "grid" else None
-    seed = None if opts.seed is None else opts.seed + index  # same seed: same params in every worker
-    study.sampler = create_sampler(opts.sampler, seed=seed, space=space, startup_trials=opts.startup_trials)
+    seed = (
+        None if opts.seed is None else opts.seed + index
+    )  # same seed: same params in every worker
+    study.sampler = create_sampler(
+        opts.sampler, seed=seed, space=space, startup_trials=opts.startup_trials
+    )
     max_steps = opts.folds if opts.report == "fold" else int(objective.study_attrs.get("epochs", 1))
-    study.pruner = create_pruner(opts.pruner, startup_trials=opts.startup_trials,
-                                 warmup_steps=opts.warmup_steps, max_steps=max_steps)
+    study.pruner = create_pruner(
+        opts.pruner,
+        startup_trials=opts.startup_trials,
+        warmup_steps=opts.warmup_steps,
+        max_steps=max_steps,
+    )
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
-    state = {"ran": 0, "fails": 0, "reason": None}
+    state: dict[str, Any] = {"ran": 0, "fails": 0, "reason": None}
 
     def run_trial(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", worker_id)
@@ -126,8 +134,10 @@ def run_worker(opts: SearchOptions, index: int = 0, objective: Any = None) -> Wo
                 run_trial,
                 timeout=opts.timeout,
                 catch=(Exception,),
-                callbacks=[MaxTrialsCallback(opts.trials, states=(TrialState.COMPLETE, TrialState.PRUNED)),
-                           after_trial],
+                callbacks=[
+                    MaxTrialsCallback(opts.trials, states=(TrialState.COMPLETE, TrialState.PRUNED)),
+                    after_trial,
+                ],
                 gc_after_trial=True,
             )
         except KeyboardInterrupt:
@@ -154,7 +164,9 @@ def worker_main(opts: SearchOptions, index: int, gpu: str | None) -> None:
     else:
         # N CPU workers share the cores: N x (all cores) threads would spin against each other
         # (measured on 2 busy cores: 1 thread trains ~9x faster than 2 when others compete).
-        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(opts.n_workers, 1))))
+        os.environ.setdefault(
+            "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(opts.n_workers, 1)))
+        )
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     try:
         result = run_worker(opts, index)

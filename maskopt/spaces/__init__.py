@@ -15,24 +15,41 @@ __all__ = ["Param", "Space", "get_space", "list_spaces", "space_from_dict", "loa
 TOP_KEYS = {"name", "description", "epochs", "params"}
 
 
-def space_from_dict(d: Any, where: str, *, default_name: str = "space", source: str = "built-in") -> Space:
+def space_from_dict(
+    d: Any, where: str, *, default_name: str = "space", source: str = "built-in"
+) -> Space:
     """A Space from its mapping form (the space file's content); ConfigError naming the key."""
     if not isinstance(d, dict):
-        raise ConfigError(f"{where}: expected a mapping with 'params' (and 'epochs', 'name'), got {type(d).__name__}.")
+        raise ConfigError(
+            f"{where}: expected a mapping with 'params' (and 'epochs', 'name'), "
+            f"got {type(d).__name__}."
+        )
     unknown = sorted(set(d) - TOP_KEYS)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(TOP_KEYS))}.")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(sorted(TOP_KEYS))}."
+        )
     if "params" not in d:
-        raise ConfigError(f"{where}: key 'params' is missing (a mapping of TrainConfig key -> spec).")
+        raise ConfigError(
+            f"{where}: key 'params' is missing (a mapping of TrainConfig key -> spec)."
+        )
     epochs = d.get("epochs", 10)
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-        raise ConfigError(f"{where}: key 'epochs': expected a whole number >= 1, but got {epochs!r}.")
+        raise ConfigError(
+            f"{where}: key 'epochs': expected a whole number >= 1, but got {epochs!r}."
+        )
     name = d.get("name", default_name)
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}: key 'name': expected a non-empty string, but got {name!r}.")
     params = parse_params(where, d["params"])
-    space = Space(name=name, description=str(d.get("description", "")), epochs=epochs,
-                  params=params, source=source)
+    space = Space(
+        name=name,
+        description=str(d.get("description", "")),
+        epochs=epochs,
+        params=params,
+        source=source,
+    )
     try:
         space.fixed_config()  # fixed values and first choices must make a valid TrainConfig
     except ConfigError as err:
@@ -46,7 +63,9 @@ def load_space_file(path: str | os.PathLike) -> Space:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".yaml", ".yml", ".toml"):
-        raise ConfigError(f"space file {str(path)!r}: expected .yaml, .yml or .toml, got {suffix!r}.")
+        raise ConfigError(
+            f"space file {str(path)!r}: expected .yaml, .yml or .toml, got {suffix!r}."
+        )
     try:
         text = path.read_text()
     except OSError as err:

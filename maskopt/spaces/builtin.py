@@ -7,7 +7,7 @@ from typing import Any
 # For a GPU: ImageNet-pretrained backbones at 224 px (timm downloads the weights once).
 DEFAULT: dict[str, Any] = {
     "name": "default",
-    "description": "GPU: pretrained resnet34 / efficientnet_b0 / efficientnet_b3 / convnext_tiny at 224 px",
+    "description": "GPU: pretrained resnet34 / efficientnet_b0 / b3 / convnext_tiny at 224 px",
     "epochs": 12,
     "params": {
         "backbone": ["resnet34", "efficientnet_b0", "efficientnet_b3", "convnext_tiny"],

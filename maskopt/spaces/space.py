@@ -96,7 +96,9 @@ def parse_param(where: str, name: str, spec: Any) -> Param:
         return Param(name, "fixed", value=spec)
     unknown = sorted(set(spec) - SPEC_KEYS)
     if unknown:
-        raise bad(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(SPEC_KEYS))}.")
+        raise bad(
+            f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(SPEC_KEYS))}."
+        )
     when = _parse_when(spec.get("when"), bad)
     kind = spec.get("type")
     if kind is not None and kind not in KINDS:
@@ -118,7 +120,9 @@ def parse_param(where: str, name: str, spec: Any) -> Param:
         )
     low, high = spec["low"], spec["high"]
     if not (_is_num(low) and _is_num(high)) or low > high:
-        raise bad(f"low and high must be numbers with low <= high, but got low={low!r}, high={high!r}.")
+        raise bad(
+            f"low and high must be numbers with low <= high, but got low={low!r}, high={high!r}."
+        )
     log = spec.get("log", False)
     if not isinstance(log, bool):
         raise bad(f"log must be true or false, but got {log!r}.")
@@ -137,8 +141,16 @@ def parse_param(where: str, name: str, spec: Any) -> Param:
     if not isinstance(grid, list) or not all(_is_num(g) and low <= g <= high for g in grid):
         raise bad(f"grid must be a list of numbers within {low}..{high}, but got {grid!r}.")
     cast = int if kind == "int" else float
-    return Param(name, kind, low=cast(low), high=cast(high), log=log, step=step, when=when,
-                 grid=tuple(cast(g) for g in grid))
+    return Param(
+        name,
+        kind,
+        low=cast(low),
+        high=cast(high),
+        log=log,
+        step=step,
+        when=when,
+        grid=tuple(cast(g) for g in grid),
+    )
 
 
 def _parse_when(when: Any, bad) -> tuple[tuple[str, tuple[Any, ...]], ...]:
@@ -154,11 +166,15 @@ def parse_params(where: str, params: Any) -> tuple[Param, ...]:
     from maskopt.trainer.config import KEYS
 
     if not isinstance(params, dict) or not params:
-        raise ConfigError(f"{where}: 'params' must map TrainConfig keys to specs, but got {params!r}.")
+        raise ConfigError(
+            f"{where}: 'params' must map TrainConfig keys to specs, but got {params!r}."
+        )
     out = []
     for name, spec in params.items():
         if name not in KEYS:
-            raise ConfigError(f"{where}: key {name!r} is not a TrainConfig key; allowed: {', '.join(KEYS)}.")
+            raise ConfigError(
+                f"{where}: key {name!r} is not a TrainConfig key; allowed: {', '.join(KEYS)}."
+            )
         if name in ("epochs", "seed"):
             raise ConfigError(
                 f"{where}: key {name!r} is fixed per study, not part of a space "
@@ -170,14 +186,15 @@ def parse_params(where: str, params: Any) -> tuple[Param, ...]:
         for key, _ in p.when:
             if key not in names or names.index(key) > names.index(p.name):
                 raise ConfigError(
-                    f"{where}: key {p.name!r}: 'when' refers to {key!r}, which must be a key listed before it."
+                    f"{where}: key {p.name!r}: 'when' refers to {key!r}, "
+                    "which must be a key listed before it."
                 )
     return tuple(out)
 
 
 @dataclass(frozen=True)
 class Space:
-    """`suggest(trial) -> TrainConfig` over `params`; keys not listed keep TrainConfig's defaults."""
+    """`suggest(trial) -> TrainConfig` over `params`; unlisted keys keep TrainConfig's defaults."""
 
     name: str
     description: str
@@ -204,7 +221,9 @@ class Space:
         for p in self.params:
             if any(values.get(k) not in allowed for k, allowed in p.when):
                 continue
-            values[p.name] = p.value if p.kind == "fixed" else (p.choices[0] if p.choices else p.low)
+            values[p.name] = (
+                p.value if p.kind == "fixed" else (p.choices[0] if p.choices else p.low)
+            )
         values["epochs"] = self.epochs
         return config_from_dict(values)
 
@@ -223,7 +242,9 @@ class Space:
                 try:
                     config_from_dict(trial_values)
                 except ConfigError as err:
-                    raise ConfigError(f"{where}: key {p.name!r}: value {v!r} is not allowed: {err}") from None
+                    raise ConfigError(
+                        f"{where}: key {p.name!r}: value {v!r} is not allowed: {err}"
+                    ) from None
 
     def grid(self) -> dict[str, list] | None:
         """Optuna GridSampler's search space; None when some sampled key has no grid."""
@@ -244,8 +265,12 @@ class Space:
 
     def describe(self) -> str:
         width = max((len(p.name) for p in self.params), default=0)
-        lines = [f"{self.name}: {self.description}", f"source: {self.source}",
-                 f"epochs: {self.epochs} (fixed per study; --epochs overrides)", ""]
+        lines = [
+            f"{self.name}: {self.description}",
+            f"source: {self.source}",
+            f"epochs: {self.epochs} (fixed per study; --epochs overrides)",
+            "",
+        ]
         for p in self.params:
             lines.append(f"  {p.name:<{width}}  {p.describe()}")
         lines.append("")
@@ -259,6 +284,7 @@ def _suggest_one(trial: optuna.Trial, p: Param) -> Any:
     if p.kind == "categorical":
         picked = trial.suggest_categorical(p.name, [_optuna_choice(c) for c in p.choices])
         return _from_choice(picked, p.choices)
+    assert p.low is not None and p.high is not None  # a range always has both (parse_param)
     if p.kind == "int":
         return trial.suggest_int(p.name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
     return trial.suggest_float(p.name, float(p.low), float(p.high), step=p.step, log=p.log)

@@ -41,9 +41,17 @@ def list_studies(url: str) -> list[StudyInfo]:
         complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
         best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
         attrs = frozen.user_attrs
-        out.append(StudyInfo(frozen.study_name, counts, best.value if best else None,
-                             best.number if best else None, last, attrs.get("space"),
-                             attrs.get("n_folds")))
+        out.append(
+            StudyInfo(
+                frozen.study_name,
+                counts,
+                best.value if best else None,
+                best.number if best else None,
+                last,
+                attrs.get("space"),
+                attrs.get("n_folds"),
+            )
+        )
     storage.remove_session()
     return out
 

@@ -39,7 +39,9 @@ def heartbeat_interval(value: int | None = None) -> int:
         try:
             value = int(env) if env else DEFAULT_HEARTBEAT_S
         except ValueError:
-            raise ConfigError(f"MASKOPT_HEARTBEAT: expected whole seconds >= 1, but got {env!r}.") from None
+            raise ConfigError(
+                f"MASKOPT_HEARTBEAT: expected whole seconds >= 1, but got {env!r}."
+            ) from None
     if value < 1:
         raise ConfigError(f"heartbeat: expected whole seconds >= 1, but got {value!r}.")
     return value
@@ -49,7 +51,7 @@ def sqlite_path(url: str) -> Path | None:
     """The database file of a sqlite:/// URL; None for other URLs (and in-memory SQLite)."""
     if not url.startswith("sqlite:///"):
         return None
-    path = url[len("sqlite:///"):].split("?", 1)[0]
+    path = url[len("sqlite:///") :].split("?", 1)[0]
     if path in ("", ":memory:"):
         return None
     return Path(path)
@@ -120,8 +122,11 @@ def create_storage(
         stale: Callable[..., None] | None = (
             RetryHeartbeatStaleTrialCallback(max_retry=3) if retry else None
         )
-        kwargs = dict(heartbeat_interval=seconds, grace_period=2 * seconds,
-                      heartbeat_stale_trial_callback=stale)
+        kwargs = dict(
+            heartbeat_interval=seconds,
+            grace_period=2 * seconds,
+            heartbeat_stale_trial_callback=stale,
+        )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Processes that open a new database at the same moment race to create its tables
     # ("table studies already exists"): SQLite openers take turns on a file lock, and any

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-PG_URL = os.environ.get("MASKOPT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_URL = os.environ.get(
+    "MASKOPT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 FAKE = "tests.search.fake:create_objective"
 
 
@@ -20,7 +22,9 @@ def _postgres_answers() -> str | None:
     try:
         import psycopg
 
-        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3) as con:
+        with psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3
+        ) as con:
             con.execute("select 1")
         return None
     except Exception as err:  # any driver error means "no usable server"
@@ -28,7 +32,10 @@ def _postgres_answers() -> str | None:
 
 
 def _required() -> bool:
-    return os.environ.get("CI", "").lower() == "true" or os.environ.get("MASKOPT_REQUIRE_POSTGRES") == "1"
+    return (
+        os.environ.get("CI", "").lower() == "true"
+        or os.environ.get("MASKOPT_REQUIRE_POSTGRES") == "1"
+    )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -33,8 +33,14 @@ print("interrupted" if s.interrupted else "finished", s.counts)
 def test_ctrl_c_marks_the_trial_failed_and_the_rerun_resumes(tmp_path):
     url = f"sqlite:///{tmp_path / 'm.db'}"
     env = dict(os.environ, FAKE_SLEEP="30", PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT.format(fake=FAKE), url], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT.format(fake=FAKE), url],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     storage = create_storage(url, heartbeat=False)
     deadline = time.monotonic() + 60
     running = []
@@ -44,7 +50,9 @@ def test_ctrl_c_marks_the_trial_failed_and_the_rerun_resumes(tmp_path):
             study = optuna.load_study(study_name="ctrlc", storage=storage)
         except KeyError:
             continue
-        running = [t for t in study.get_trials() if t.state == TrialState.RUNNING and "pid" in t.user_attrs]
+        running = [
+            t for t in study.get_trials() if t.state == TrialState.RUNNING and "pid" in t.user_attrs
+        ]
     assert running, "no trial started"
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
@@ -59,12 +67,19 @@ def test_ctrl_c_marks_the_trial_failed_and_the_rerun_resumes(tmp_path):
 
     os.environ["FAKE_SLEEP"] = "0.05"
     try:
-        again = run_search(SearchOptions(storage=url, study="ctrlc", trials=3, seed=0, heartbeat=1,
-                                         objective=FAKE), show_progress=False)
+        again = run_search(
+            SearchOptions(
+                storage=url, study="ctrlc", trials=3, seed=0, heartbeat=1, objective=FAKE
+            ),
+            show_progress=False,
+        )
     finally:
         os.environ.pop("FAKE_SLEEP")
     assert again.finished == 3 and not again.interrupted
-    rerun = [t for t in optuna.load_study(study_name="ctrlc", storage=storage).get_trials()
-             if t.user_attrs.get("retry_of") == first.number]
+    rerun = [
+        t
+        for t in optuna.load_study(study_name="ctrlc", storage=storage).get_trials()
+        if t.user_attrs.get("retry_of") == first.number
+    ]
     assert len(rerun) == 1 and rerun[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
     assert rerun[0].params == first.params

@@ -27,8 +27,17 @@ params:
   augment: 0
 """
 
-TRIAL_ATTRS = {"config", "fold_f1", "fold_best_epoch", "class_f1", "epochs_run", "images_per_s",
-               "duration_s", "oof_artifact", "model_artifacts"}
+TRIAL_ATTRS = {
+    "config",
+    "fold_f1",
+    "fold_best_epoch",
+    "class_f1",
+    "epochs_run",
+    "images_per_s",
+    "duration_s",
+    "oof_artifact",
+    "model_artifacts",
+}
 
 
 @pytest.mark.slow
@@ -36,8 +45,27 @@ def test_search_runs_kfold_trials_and_writes_the_study_format(tiny_data, tiny_se
     space = tmp_path / "tiny.yaml"
     space.write_text(TINY_SPACE)
     url = f"sqlite:///{tmp_path / 'maskopt.db'}"
-    args = ["search", "--data", str(tiny_data), "--space", str(space), "--trials", "3", "--folds", "2",
-            "--storage", url, "--keep-models", "1", "--startup-trials", "1", "--seed", "0", "--device", "cpu"]
+    args = [
+        "search",
+        "--data",
+        str(tiny_data),
+        "--space",
+        str(space),
+        "--trials",
+        "3",
+        "--folds",
+        "2",
+        "--storage",
+        url,
+        "--keep-models",
+        "1",
+        "--startup-trials",
+        "1",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "best: trial" in result.output
@@ -45,7 +73,12 @@ def test_search_runs_kfold_trials_and_writes_the_study_format(tiny_data, tiny_se
     study = load_study(url, "maskopt")
     attrs = study.user_attrs
     assert attrs["data_fingerprint"] == tiny_set.fingerprint()
-    assert (attrs["n_folds"], attrs["space"], attrs["epochs"], attrs["report"]) == (2, "tiny", 2, "epoch")
+    assert (attrs["n_folds"], attrs["space"], attrs["epochs"], attrs["report"]) == (
+        2,
+        "tiny",
+        2,
+        "epoch",
+    )
     assert attrs["n_images"] == len(tiny_set.records) and attrs["fold_seed"] == 0
     trials = study.get_trials()
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
@@ -66,7 +99,9 @@ def test_search_runs_kfold_trials_and_writes_the_study_format(tiny_data, tiny_se
         assert t.intermediate_values[2] >= t.intermediate_values[1]
         # the OOF artifact: every image once, probabilities that give the trial's value
         path = tmp_path / f"oof{t.number}.npz"
-        download_artifact(artifact_store=store, file_path=str(path), artifact_id=t.user_attrs["oof_artifact"])
+        download_artifact(
+            artifact_store=store, file_path=str(path), artifact_id=t.user_attrs["oof_artifact"]
+        )
         oof = np.load(path)
         assert oof["probs"].shape == (len(labels), 18) and oof["probs"].dtype == np.float32
         np.testing.assert_array_equal(oof["labels"], labels)
@@ -80,8 +115,11 @@ def test_search_runs_kfold_trials_and_writes_the_study_format(tiny_data, tiny_se
     from maskopt.trainer.checkpoint import load_model
 
     model_path = tmp_path / "fold0.pt"
-    download_artifact(artifact_store=store, file_path=str(model_path),
-                      artifact_id=best.user_attrs["model_artifacts"][0])
+    download_artifact(
+        artifact_store=store,
+        file_path=str(model_path),
+        artifact_id=best.user_attrs["model_artifacts"][0],
+    )
     model, cfg = load_model(model_path)
     assert cfg.backbone == "resnet10t" and cfg.epochs == 2
 
@@ -91,5 +129,9 @@ def test_search_runs_kfold_trials_and_writes_the_study_format(tiny_data, tiny_se
     refused = CliRunner().invoke(app, three_folds)
     assert refused.exit_code == 1 and "--folds: study has 2, this search 3" in refused.output
     listed = CliRunner().invoke(app, ["studies", "--storage", url])
-    assert listed.exit_code == 0 and "maskopt" in listed.output and f"{best.value:.4f}" in listed.output
+    assert (
+        listed.exit_code == 0
+        and "maskopt" in listed.output
+        and f"{best.value:.4f}" in listed.output
+    )
     optuna.delete_study(study_name="maskopt", storage=url)

@@ -1,4 +1,4 @@
-"""Storage helpers, study checks on resume, and the top-K fold-model bookkeeping, on a real SQLite study."""
+"""Storage helpers, study checks on resume and top-K fold-model bookkeeping, on real SQLite."""
 
 from __future__ import annotations
 
@@ -32,12 +32,15 @@ def test_sqlite_storage_is_wal_with_a_busy_timeout(tmp_path):
         assert c.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 30_000
 
 
-@pytest.mark.parametrize("url, match", [
-    ("not a url", "not a SQLAlchemy URL"),
-    ("redis://localhost", "unknown database 'redis'"),
-    ("sqlite:////no/such/folder/m.db", "does not exist"),
-    ("postgresql+psycopg://postgres@127.0.0.1:1/test", "cannot open storage"),
-])
+@pytest.mark.parametrize(
+    "url, match",
+    [
+        ("not a url", "not a SQLAlchemy URL"),
+        ("redis://localhost", "unknown database 'redis'"),
+        ("sqlite:////no/such/folder/m.db", "does not exist"),
+        ("postgresql+psycopg://postgres@127.0.0.1:1/test", "cannot open storage"),
+    ],
+)
 def test_bad_storage_url_is_one_clear_line(url, match):
     with pytest.raises(StudyError, match=match) as err:
         create_storage(url)
@@ -45,7 +48,10 @@ def test_bad_storage_url_is_one_clear_line(url, match):
 
 
 def test_artifacts_dir_beside_sqlite_and_required_for_servers(tmp_path):
-    assert artifacts_dir_for(f"sqlite:///{tmp_path}/maskopt.db", None) == tmp_path / "maskopt.artifacts"
+    assert (
+        artifacts_dir_for(f"sqlite:///{tmp_path}/maskopt.db", None)
+        == tmp_path / "maskopt.artifacts"
+    )
     assert artifacts_dir_for("postgresql://h/db", tmp_path / "a") == tmp_path / "a"
     with pytest.raises(ConfigError, match="--artifacts is required"):
         artifacts_dir_for("postgresql://h/db", None)
@@ -62,14 +68,25 @@ def test_load_study_names_the_studies_present(tmp_path):
 def test_resume_with_other_folds_or_data_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path / 'm.db'}"
     storage = create_storage(url, heartbeat=False)
-    attrs = {"data_fingerprint": "abc", "n_folds": 5, "space": "cpu", "epochs": 4, "crop": "center",
-             "report": "epoch", "n_images": 70}
+    attrs = {
+        "data_fingerprint": "abc",
+        "n_folds": 5,
+        "space": "cpu",
+        "epochs": 4,
+        "crop": "center",
+        "report": "epoch",
+        "n_images": 70,
+    }
     study = open_study(SearchOptions(storage=url, seed=7), storage, attrs)
     assert study.user_attrs["fold_seed"] == 7 and study.user_attrs["n_folds"] == 5
     # the same settings resume; the fold seed stays the study's
-    assert open_study(SearchOptions(storage=url, seed=99), storage, attrs).user_attrs["fold_seed"] == 7
+    assert (
+        open_study(SearchOptions(storage=url, seed=99), storage, attrs).user_attrs["fold_seed"] == 7
+    )
     with pytest.raises(StudyError) as err:
-        open_study(SearchOptions(storage=url), storage, dict(attrs, n_folds=3, data_fingerprint="xyz"))
+        open_study(
+            SearchOptions(storage=url), storage, dict(attrs, n_folds=3, data_fingerprint="xyz")
+        )
     assert "--folds: study has 5, this search 3" in str(err.value)
     assert "data (files or labels differ)" in str(err.value)
 
@@ -81,7 +98,9 @@ def _complete(study, value, store, tmp_path, models=True):
         for k in range(2):
             path = tmp_path / f"m{trial.number}_{k}.pt"
             path.write_bytes(b"weights")
-            ids.append(upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial))
+            ids.append(
+                upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+            )
     trial.set_user_attr("model_artifacts", ids)
     study.tell(trial, value)
     return trial.number, ids

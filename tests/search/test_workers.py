@@ -43,9 +43,20 @@ class DashboardReader:
         self.port = _free_port()
         self.study_name = study_name
         self.proc = subprocess.Popen(
-            [MASKOPT, "dashboard", "--storage", storage_url, "--artifacts", str(artifacts),
-             "--port", str(self.port)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+            [
+                MASKOPT,
+                "dashboard",
+                "--storage",
+                storage_url,
+                "--artifacts",
+                str(artifacts),
+                "--port",
+                str(self.port),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
         )
         self.reads = 0
         self.detail_reads = 0
@@ -114,8 +125,11 @@ def _kill_one_worker_mid_trial(storage_url: str, study_name: str, killed: dict) 
             # and the worker started another): the RUNNING trial that carries its pid.
             time.sleep(0.3)
             study = optuna.load_study(study_name=study_name, storage=storage)
-            dead = [t for t in study.get_trials(deepcopy=False)
-                    if t.user_attrs.get("pid") == pid and t.state == TrialState.RUNNING]
+            dead = [
+                t
+                for t in study.get_trials(deepcopy=False)
+                if t.user_attrs.get("pid") == pid and t.state == TrialState.RUNNING
+            ]
             killed.update(pid=pid, number=dead[0].number if dead else None)
             break
         time.sleep(0.05)
@@ -123,14 +137,27 @@ def _kill_one_worker_mid_trial(storage_url: str, study_name: str, killed: dict) 
 
 
 @pytest.mark.slow
-def test_workers_survive_a_killed_worker_and_a_reading_dashboard(storage_url, study_name, tmp_path, monkeypatch):
+def test_workers_survive_a_killed_worker_and_a_reading_dashboard(
+    storage_url, study_name, tmp_path, monkeypatch
+):
     monkeypatch.setenv("FAKE_SLEEP", "0.9")
     artifacts = tmp_path / "artifacts"
-    opts = SearchOptions(storage=storage_url, study=study_name, artifacts=artifacts, trials=14, workers=3,
-                         heartbeat=1, seed=0, startup_trials=3, objective=FAKE)
+    opts = SearchOptions(
+        storage=storage_url,
+        study=study_name,
+        artifacts=artifacts,
+        trials=14,
+        workers=3,
+        heartbeat=1,
+        seed=0,
+        startup_trials=3,
+        objective=FAKE,
+    )
     dash = DashboardReader(storage_url, study_name, artifacts)
     killed: dict = {}
-    killer = threading.Thread(target=_kill_one_worker_mid_trial, args=(storage_url, study_name, killed))
+    killer = threading.Thread(
+        target=_kill_one_worker_mid_trial, args=(storage_url, study_name, killed)
+    )
     killer.start()
     try:
         summary = run_search(opts, show_progress=False)
@@ -156,8 +183,11 @@ def test_workers_survive_a_killed_worker_and_a_reading_dashboard(storage_url, st
     assert [t.number for t in trials if t.state == TrialState.RUNNING] == []
     assert [t.number for t in trials if t.state == TrialState.FAIL] == [dead.number]
     # The killed worker shows up as a problem; no worker failed in any other way.
-    assert summary.problems == [f"worker {w} exited with code -9" for w in range(3)
-                                if f"worker {w} exited with code -9" in summary.problems]
+    assert summary.problems == [
+        f"worker {w} exited with code -9"
+        for w in range(3)
+        if f"worker {w} exited with code -9" in summary.problems
+    ]
     assert len(summary.problems) == 1
     # optuna-dashboard read the study all along without an error, and never locked the workers out.
     assert dash.errors == []
@@ -168,11 +198,19 @@ def test_workers_survive_a_killed_worker_and_a_reading_dashboard(storage_url, st
 
 
 @pytest.mark.slow
-def test_resumed_search_runs_only_what_is_missing_and_optuna_cli_reads_it(storage_url, study_name, tmp_path,
-                                                                         monkeypatch):
+def test_resumed_search_runs_only_what_is_missing_and_optuna_cli_reads_it(
+    storage_url, study_name, tmp_path, monkeypatch
+):
     monkeypatch.setenv("FAKE_SLEEP", "0.05")
-    base = dict(storage=storage_url, study=study_name, artifacts=tmp_path / "a", seed=1, startup_trials=2,
-                objective=FAKE, heartbeat=1)
+    base = dict(
+        storage=storage_url,
+        study=study_name,
+        artifacts=tmp_path / "a",
+        seed=1,
+        startup_trials=2,
+        objective=FAKE,
+        heartbeat=1,
+    )
     first = run_search(SearchOptions(trials=4, **base), show_progress=False)
     assert first.finished == 4
     again = run_search(SearchOptions(trials=4, **base), show_progress=False)
@@ -182,11 +220,24 @@ def test_resumed_search_runs_only_what_is_missing_and_optuna_cli_reads_it(storag
 
     # Optuna's own CLI reads the study the search wrote.
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "optuna"), "trials", "--study-name", study_name,
-         "--storage", storage_url, "-f", "json"],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            str(Path(sys.executable).parent / "optuna"),
+            "trials",
+            "--study-name",
+            study_name,
+            "--storage",
+            storage_url,
+            "-f",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
     rows = json.loads(out)
     assert len(rows) == len(more.trials)
     assert {r["state"] for r in rows} <= {"COMPLETE", "PRUNED"}
-    assert max(r["value"] for r in rows if r["state"] == "COMPLETE") == pytest.approx(more.best_value)
+    assert max(r["value"] for r in rows if r["state"] == "COMPLETE") == pytest.approx(
+        more.best_value
+    )

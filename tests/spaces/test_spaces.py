@@ -50,9 +50,21 @@ def test_cpu_space_is_small_and_default_is_for_a_gpu():
     cpu_cfg, gpu_cfg = cpu.fixed_config(), default.fixed_config()
     assert cpu_cfg.image_size <= 64 and not cpu_cfg.pretrained and cpu.epochs <= 4
     assert gpu_cfg.image_size >= 192 and gpu_cfg.pretrained
-    assert {p.name for p in default.params} >= {"backbone", "lr", "batch_size", "loss", "focal_gamma",
-                                                 "label_smoothing", "dropout", "weight_decay", "optimizer",
-                                                 "scheduler", "head", "augment", "old_age"}
+    assert {p.name for p in default.params} >= {
+        "backbone",
+        "lr",
+        "batch_size",
+        "loss",
+        "focal_gamma",
+        "label_smoothing",
+        "dropout",
+        "weight_decay",
+        "optimizer",
+        "scheduler",
+        "head",
+        "augment",
+        "old_age",
+    }
     assert [s.name for s in list_spaces()] == ["default", "cpu"]
 
 
@@ -67,8 +79,13 @@ def test_space_file_is_read_and_gives_a_grid(tmp_path, suffix):
     space = get_space(str(path))
     assert space.name == "small" and space.epochs == 2
     grid = space.grid()
-    assert grid == {"backbone": ["resnet10t", "mobilenetv3_small_050"], "lr": [0.001, 0.003],
-                    "batch_size": [8, 16], "loss": ["cross_entropy", "focal"], "focal_gamma": [2.0]}
+    assert grid == {
+        "backbone": ["resnet10t", "mobilenetv3_small_050"],
+        "lr": [0.001, 0.003],
+        "batch_size": [8, 16],
+        "loss": ["cross_entropy", "focal"],
+        "focal_gamma": [2.0],
+    }
     # The grid sampler walks every combination; each gives a valid config with the fixed values.
     study = optuna.create_study(sampler=optuna.samplers.GridSampler(grid, seed=0))
     configs = []
@@ -80,8 +97,12 @@ def test_space_file_is_read_and_gives_a_grid(tmp_path, suffix):
     study.optimize(objective, n_trials=20)  # the grid sampler stops the study after 16
     assert len(configs) == 16
     assert {(c.backbone, c.lr, c.batch_size, c.loss) for c in configs} == {
-        (b, lr, bs, loss) for b in grid["backbone"] for lr in grid["lr"] for bs in grid["batch_size"]
-        for loss in grid["loss"]}
+        (b, lr, bs, loss)
+        for b in grid["backbone"]
+        for lr in grid["lr"]
+        for bs in grid["batch_size"]
+        for loss in grid["loss"]
+    }
     assert all(c.head_hidden == (32,) and c.image_size == 32 for c in configs)
     assert all(c.focal_gamma == 2.0 for c in configs if c.loss == "focal")
 
