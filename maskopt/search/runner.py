@@ -128,8 +128,7 @@ class _ProgressView:
         )
 
         self.progress = Progress(
-            TextColumn("search"),
-            BarColumn(),
+            BarColumn(bar_width=12),
             MofNCompleteColumn(),
             TextColumn("{task.description}"),
             TimeElapsedColumn(),
@@ -169,13 +168,13 @@ class _ProgressView:
         complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
         best = max(complete, key=lambda t: t.value or 0.0) if complete else None
         text = (
-            f"[green]{n['COMPLETE']} complete[/] [yellow]{n['PRUNED']} pruned[/] "
-            f"[red]{n['FAIL']} failed[/] {n['RUNNING']} running"
+            f"[green]{n['COMPLETE']} ok[/] [yellow]{n['PRUNED']} pruned[/] "
+            f"[red]{n['FAIL']} failed[/] {n['RUNNING']} run"
         )
         if best is not None:
-            text += f" | best F1 {best.value:.4f} (trial {best.number})"
+            text += f" | best {best.value:.4f} (#{best.number})"
         if durations:
-            text += f" | {sum(durations) / len(durations):.1f} s/trial"
+            text += f" | {sum(durations) / len(durations):.0f} s/trial"
         self.progress.update(
             self.task,
             completed=min(n["COMPLETE"] + n["PRUNED"], self.opts.trials),
