@@ -199,6 +199,9 @@ def run_search(
     storage = create_storage(opts.storage, heartbeat=False)  # a bad URL fails here, in one line
     artifacts_dir = str(artifacts_dir_for(opts.storage, opts.artifacts))
     objective = load_objective(opts)  # bad data or space fails here, before any worker starts
+    # Create (or check) the study once, before any progress or worker: a study made with other
+    # folds or data fails here in one line, and workers on this machine only load it.
+    open_study(opts, storage, objective.study_attrs, artifacts_dir)
     problems: list[str] = []
     interrupted = False
     view = _ProgressView(opts, console) if show_progress else None
@@ -214,9 +217,7 @@ def run_search(
                     f"last reason: {result.last_fail_reason}"
                 )
         else:
-            # Create (or check) the study here, once, so the workers only load it.
-            open_study(opts, storage, objective.study_attrs, artifacts_dir)
-            del objective
+            del objective  # each worker process makes its own
             interrupted, problems = _run_processes(opts)
     finally:
         if view is not None:
