@@ -23,6 +23,7 @@ import math
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,7 +99,9 @@ def key_params(study: optuna.Study, complete: Sequence[optuna.trial.FrozenTrial]
     varying = varying_params(complete)
     if len(complete) >= 2 and varying:
         try:
-            ranked = list(optuna.importance.get_param_importances(study))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "some regimes have less than 2 trials"
+                ranked = list(optuna.importance.get_param_importances(study))
             return ranked[:MAX_TABLE_PARAMS]
         except (ValueError, RuntimeError):  # e.g. dynamic spaces with no common parameter
             pass

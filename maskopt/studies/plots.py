@@ -8,6 +8,7 @@ complete trials, no parameter that varies) is listed with the reason instead.
 from __future__ import annotations
 
 import html
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +80,10 @@ def study_figures(study: optuna.Study) -> tuple[list[tuple[str, Any]], dict[str,
             skipped[title] = reason
             continue
         try:
-            made.append((title, draw()))
+            with warnings.catch_warnings():
+                # importance estimators warn about sparse regimes on small studies: noise here
+                warnings.simplefilter("ignore")
+                made.append((title, draw()))
         except (ValueError, RuntimeError) as err:  # optuna's own guards, e.g. one distinct value
             skipped[title] = str(err).splitlines()[0]
     return made, skipped
