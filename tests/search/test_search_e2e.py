@@ -135,3 +135,34 @@ def test_search_runs_kfold_trials_and_writes_the_study_format(tiny_data, tiny_se
         and f"{best.value:.4f}" in listed.output
     )
     optuna.delete_study(study_name="maskopt", storage=url)
+
+
+@pytest.mark.slow
+def test_wilcoxon_search_reports_one_step_per_fold(tiny_data, tmp_path):
+    from maskopt.search import SearchOptions, run_search
+
+    space = tmp_path / "tiny.yaml"
+    space.write_text(TINY_SPACE.replace("epochs: 2", "epochs: 1"))
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    opts = SearchOptions(
+        data=tiny_data,
+        space=str(space),
+        trials=2,
+        folds=3,
+        storage=url,
+        pruner="wilcoxon",
+        seed=0,
+        device="cpu",
+        keep_models=0,
+    )
+    summary = run_search(opts, show_progress=False)
+    assert summary.finished == 2
+    study = load_study(url, "maskopt")
+    assert study.user_attrs["report"] == "fold"
+    first = study.get_trials()[0]
+    assert first.state == TrialState.COMPLETE  # the first trial is the reference, never pruned
+    assert sorted(first.intermediate_values) == [0, 1, 2]
+    assert [round(v, 6) for _, v in sorted(first.intermediate_values.items())] == first.user_attrs[
+        "fold_f1"
+    ]
+    assert first.user_attrs["model_artifacts"] == []  # --keep-models 0
