@@ -9,8 +9,10 @@ noise and the mask worn. The three labels are each visible, none trivially:
   chin (incorrect), or none (not worn). Mask colours also appear in the clutter.
 - gender: hair length, face width, brow weight, lip colour, stubble; each cue
   has exceptions (short-haired women, long-haired men), so no single one decides.
-- age: grey hair and wrinkle lines grow with the real age, so the bands blur at
-  29/30 and 55-60 as real ones do; some people dye their hair.
+- age: dark hair and a smooth face when young; salt-and-pepper hair and two or three
+  forehead lines through the middle years, more with age; white hair and five lines
+  from 58 (the real set's old people are all 60). Some middle-aged people dye their hair
+  and line counts vary, so people near a band edge get mixed up, as in the real set.
 
 Same seed, same bytes: every person draws from their own seeded generator and
 JPEGs are encoded at a fixed quality with no metadata.
@@ -65,7 +67,7 @@ MASK_COLOURS = np.array(
         [130, 130, 135],
         [120, 160, 230],
         [40, 50, 90],
-        [200, 200, 170],
+        [190, 40, 50],
     ],
     dtype=np.float64,
 )
@@ -203,6 +205,25 @@ class _Face:
     mouth_y: float
 
 
+def _greyness(age: int) -> float:
+    if age < 30:
+        return 0.0
+    if age < 58:
+        return 0.35 + 0.3 * (age - 30) / 28
+    return 0.95
+
+
+def _wrinkles(age: int) -> float:
+    """How many lines a face shows: none when young, 2-3 through the middle years, 5 old."""
+    if age < 28:
+        return 0.0
+    if age < 30:
+        return 0.6
+    if age < 58:
+        return 2.0 + 1.5 * (age - 30) / 28
+    return 5.0
+
+
 def _person_layer(
     p: Person, rng: np.random.Generator, w: int, h: int
 ) -> tuple[np.ndarray, np.ndarray, _Face]:
@@ -223,15 +244,16 @@ def _person_layer(
     male = p.gender == 0
     cx, cy = w / 2 + rng.normal(0, 4) * u, 0.47 * h + rng.normal(0, 4) * u
     # Face shape: men wider with a squarer jaw, women narrower; overlapping ranges.
-    ax = (rng.normal(68, 4) if male else rng.normal(59, 4)) * u
+    ax = (rng.normal(73, 4) if male else rng.normal(57, 4)) * u
     ay = (rng.normal(82, 4) if male else rng.normal(84, 4)) * u
     tone = SKIN_TONES[min(len(SKIN_TONES) - 1, int(abs(rng.normal(0, 2.0))))] + rng.normal(0, 8, 3)
     skin = _col(tone)
     dark_skin = _col(tone * 0.72)
 
-    # Hair colour: grey grows with age (a steep rise in the fifties); some dye it dark.
-    grey = float(np.clip((p.age - 30) / 28, 0, 1)) ** 1.3 + rng.normal(0, 0.08)
-    if p.age >= 40 and rng.random() < 0.12:
+    # Hair colour: dark when young, salt and pepper through the middle years, white from
+    # about sixty; some people dye it dark, so hair alone never settles the age.
+    grey = _greyness(p.age) + rng.normal(0, 0.07)
+    if 40 <= p.age < 58 and rng.random() < 0.1:
         grey = rng.uniform(0, 0.2)  # dyed
     grey = float(np.clip(grey, 0, 1))
     hair_rgb = (
@@ -243,9 +265,9 @@ def _person_layer(
     # Hair length: mostly short for men and long for women, with exceptions.
     r = rng.random()
     length = (
-        (0 if r < 0.86 else 1 if r < 0.96 else 2)
+        (0 if r < 0.96 else 1 if r < 0.99 else 2)
         if male
-        else (2 if r < 0.78 else 1 if r < 0.92 else 0)
+        else (2 if r < 0.88 else 1 if r < 0.95 else 0)
     )
 
     # Body and neck.
@@ -296,8 +318,8 @@ def _person_layer(
     if male:  # a squarer jaw: widen the lower face
         fill_ellipse((cx, cy + 0.45 * ay), (0.9 * ax, 0.55 * ay), skin)
 
-    # Fringe over the forehead.
-    fringe = rng.uniform(0.55, 0.8) * ay
+    # Fringe over the hairline (short of the forehead lines, which tell the age).
+    fringe = rng.uniform(0.6, 0.68) * ay + 0.22 * ay
     cv2.ellipse(
         rgb, _pt(cx, cy - 0.62 * ay), _pt(ax * 1.02, 0.42 * ay), 0, 180, 360, hair, -1, cv2.LINE_AA
     )
@@ -350,7 +372,7 @@ def _person_layer(
     mouth_y = cy + rng.normal(47, 3) * u
     lip = (
         np.array([200, 90, 100])
-        if (not male and rng.random() < 0.7)
+        if (not male and rng.random() < 0.8)
         else tone * np.array([0.8, 0.55, 0.55])
     )
     cv2.ellipse(
@@ -374,9 +396,9 @@ def _person_layer(
         rgb[on] = (rgb[on] * rng.uniform(0.55, 0.8)).astype(np.uint8)
 
     # Wrinkles: forehead lines, crow's feet and smile lines, more with age.
-    n_lines = int(np.clip(round((p.age - 26) / 6 + rng.normal(0, 0.5)), 0, 6))
-    line_col = _col(tone * rng.uniform(0.4, 0.55))
-    lw = _thick(3.5 * u)  # about a pixel at 64 px wide: visible, not loud
+    n_lines = int(np.clip(round(_wrinkles(p.age) + rng.normal(0, 0.4)), 0, 6))
+    line_col = _col(tone * rng.uniform(0.35, 0.5))
+    lw = _thick(4.5 * u)  # a pixel or so at 64 px wide: visible, not loud
     for k in range(min(n_lines, 4)):
         y = cy - 32 * u - k * 6 * u
         cv2.ellipse(
@@ -418,7 +440,7 @@ def _draw_mask(rgb: np.ndarray, f: _Face, state: int, rng: np.random.Generator) 
     if state == 0:
         top = f.cy + rng.uniform(-4, 4) * u  # over the nose bridge
     elif rng.random() < 0.7:
-        top = f.nose_tip + rng.uniform(6, 10) * u  # under the nose: nostrils show
+        top = f.nose_tip + rng.uniform(12, 16) * u  # under the nose: nose and lip show
     else:
         top = f.mouth_y + rng.uniform(8, 12) * u  # on the chin: mouth shows
     colour = MASK_COLOURS[rng.integers(len(MASK_COLOURS))] + rng.normal(0, 10, 3)
@@ -436,8 +458,9 @@ def _draw_mask(rgb: np.ndarray, f: _Face, state: int, rng: np.random.Generator) 
     ]
     arr = np.array([_pt(*q) for q in pts], np.int32)
     cv2.fillPoly(rgb, [arr], _col(colour), cv2.LINE_AA)
-    edge = _col(colour * 0.75)
-    if rng.random() < 0.6:  # pleats of a surgical mask
+    edge = _col(colour * 0.6)
+    cv2.polylines(rgb, [arr], True, edge, _thick(3 * u), cv2.LINE_AA)  # seams
+    if rng.random() < 0.8:  # pleats of a surgical mask
         span = bottom - top
         for k in (0.3, 0.5, 0.7):
             y = top + k * span * 0.8
@@ -446,7 +469,7 @@ def _draw_mask(rgb: np.ndarray, f: _Face, state: int, rng: np.random.Generator) 
                 _pt(f.cx - 0.8 * side, y),
                 _pt(f.cx + 0.8 * side, y),
                 edge,
-                _thick(1.5 * u),
+                _thick(2.5 * u),
                 cv2.LINE_AA,
             )
     for s in (-1, 1):  # ear loops
@@ -465,7 +488,7 @@ class _Noise:
     looking noise for every photo at the cost of a slice instead of a new draw.
     Made once per data set (from its seed) and shared by every person."""
 
-    SIGMAS = (2.0, 4.0, 6.0, 8.0)
+    SIGMAS = (2.0, 3.0, 5.0, 7.0)
 
     def __init__(self, seed: int, w: int, h: int) -> None:
         rng = np.random.default_rng([seed, 9])
@@ -492,17 +515,17 @@ def _photo(
     h, w = alpha.shape
     layer = rgb.copy()
     _draw_mask(layer, f, state, rng)
-    scale = rng.uniform(0.9, 1.1)
-    m = cv2.getRotationMatrix2D((f.cx, f.cy), rng.normal(0, 4), scale)
-    m[:, 2] += (rng.normal(0, 0.03 * w), rng.normal(0, 0.025 * h))
+    scale = rng.uniform(0.94, 1.06)
+    m = cv2.getRotationMatrix2D((f.cx, f.cy), rng.normal(0, 2.5), scale)
+    m[:, 2] += (rng.normal(0, 0.02 * w), rng.normal(0, 0.015 * h))
     layer = cv2.warpAffine(layer, m, (w, h), flags=cv2.INTER_LINEAR)
     a = cv2.warpAffine(alpha, m, (w, h), flags=cv2.INTER_NEAREST)
     img = cv2.copyTo(layer, a, bg.copy())
     # Lighting: exposure and a colour cast as one per-channel affine map.
-    gain = rng.uniform(0.75, 1.2) * (1 + rng.normal(0, 0.05, 3))
-    light = np.hstack([np.diag(gain), rng.normal(0, 8, (3, 1))])
+    gain = rng.uniform(0.8, 1.15) * (1 + rng.normal(0, 0.04, 3))
+    light = np.hstack([np.diag(gain), rng.normal(0, 6, (3, 1))])
     img = cv2.transform(img, light)
-    if rng.random() < 0.2:  # a little out of focus
+    if rng.random() < 0.1:  # a little out of focus
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.2) * w / 192)
     return noise.add(img, rng)
 
