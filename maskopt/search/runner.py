@@ -71,6 +71,8 @@ def summarize(
     for t in trials:
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
         note = t.user_attrs.get("fail_reason", "")
+        if t.state.name == "FAIL" and not note:
+            note = "its worker stopped (no heartbeat); retried with the same params"
         if t.state.name == "PRUNED" and t.intermediate_values:
             note = f"pruned at step {max(t.intermediate_values)}"
         retried = t.system_attrs.get("failed_trial")
