@@ -100,7 +100,17 @@ def create_model(cfg: TrainConfig) -> torch.nn.Module:
     if cfg.weights:
         load_backbone_weights(backbone, cfg.weights)
     head_cls = SingleHead if cfg.head == "single" else MultiHead
-    return MaskNet(backbone, head_cls(backbone.num_features, cfg.head_hidden, cfg.dropout))
+    return MaskNet(backbone, head_cls(feature_width(backbone), cfg.head_hidden, cfg.dropout))
+
+
+def feature_width(backbone: torch.nn.Module) -> int:
+    """Width of the pooled features a timm backbone with num_classes=0 returns.
+
+    Not always `num_features`: MobileNetV3 / GhostNet put a conv head after pooling
+    (288 -> 1024 for mobilenetv3_small_050), which timm reports as `head_hidden_size`.
+    """
+    width = getattr(backbone, "head_hidden_size", None) or backbone.num_features
+    return int(width)
 
 
 def load_backbone_weights(backbone: torch.nn.Module, path: str) -> int:
