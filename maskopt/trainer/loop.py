@@ -155,6 +155,8 @@ class FoldRun:
         self._best_probs: np.ndarray | None = None
         self._closed = False
         self._cuda = self.device.type == "cuda"
+        if self._cuda:  # fixed input shapes: let cuDNN pick its fastest kernels
+            torch.backends.cudnn.benchmark = True
 
         # the caller's RNG state is left as it was; this run's streams start from cfg.seed
         with (
