@@ -352,7 +352,8 @@ def retrain_config(cfg: TrainConfig, fold_best_epoch: Sequence[int]) -> TrainCon
 
 def _retrain(
     members: list[Candidate], data: TrainSet, folder: Path, device: str, progress: bool, study: str
-) -> dict[int, tuple[list[str], int]]:
+) -> dict[int, tuple[list[str], TrainConfig]]:
+    """Train each member's config on all the data (median best epochs); checkpoints by trial."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -368,7 +369,7 @@ def _retrain(
         c.number: retrain_config(c.config, c.trial.user_attrs.get("fold_best_epoch", []))
         for c in members
     }
-    out: dict[int, tuple[list[str], int]] = {}
+    out: dict[int, tuple[list[str], TrainConfig]] = {}
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -395,7 +396,7 @@ def _retrain(
             save_checkpoint(
                 folder / rel, result.state_dict, cfg, trial=c.number, study=study, retrained=True
             )
-            out[c.number] = ([rel], cfg.epochs)
+            out[c.number] = ([rel], cfg)
     return out
 
 
@@ -468,6 +469,129 @@ def _choose(
     return single, False, f"best single trial {best.number} exported: {why}."
 
 
+def _measure_tta(
+    need: list[Candidate],
+    study: optuna.Study,
+    store: Any,
+    data: TrainSet,
+    work: Path,
+    device: str,
+    echo: Callable[[str], None],
+    notes: list[str],
+) -> dict[int, list[Path]]:
+    """Download the fold models of `need` and set each one's `tta_oof`; returns the
+    checkpoints by trial number (absent: no kept fold models)."""
+    folds = _folds(study, data) if "n_folds" in study.user_attrs else None
+    fold_cks: dict[int, list[Path]] = {}
+    for c in need:
+        if not c.fold_models or folds is None:
+            continue
+        if len(c.fold_models) != len(folds):
+            notes.append(
+                f"trial {c.number}: {len(c.fold_models)} fold models for {len(folds)} folds."
+            )
+            continue
+        fold_cks[c.number] = _fold_checkpoints(c, store, work)
+        echo(f"measuring hflip TTA on OOF for trial {c.number}")
+        c.tta_oof = _tta_oof(c, data, folds, fold_cks[c.number], device)
+    missing = [str(c.number) for c in need if c.number not in fold_cks]
+    if missing:
+        notes.append(
+            f"no kept fold models for trial(s) {', '.join(missing)} (they left the search's "
+            "top K): TTA could not be measured for them."
+        )
+    return fold_cks
+
+
+def _tradeoff(
+    best: Candidate,
+    ensemble: list[Candidate],
+    weights: list[float],
+    models_per_member: dict[int, int],
+    data: TrainSet,
+    labels: np.ndarray,
+    vote: str,
+    device: str,
+) -> list[TradeOff]:
+    """OOF macro F1 against inference images/s: best single, ensemble (if any), each with TTA.
+    Speed is measured per config and combined: an image goes through every model."""
+    from maskopt.trainer.metrics import macro_f1
+
+    speed: dict[tuple[int, bool], float] = {}
+    for c in {c.number: c for c in [best, *ensemble]}.values():
+        imgs = np.asarray(data.images(c.config.image_size)[:THROUGHPUT_IMAGES])
+        for tta in (False, True):
+            speed[(c.number, tta)] = _images_per_s(c.config, imgs, device, tta)
+
+    def ips(group: list[Candidate], tta: bool) -> float:
+        return 1.0 / sum(models_per_member[c.number] / speed[(c.number, tta)] for c in group)
+
+    def tta_f1(group: list[Candidate], ws: list[float]) -> float | None:
+        if any(c.tta_oof is None for c in group):
+            return None
+        p = combine([c.tta_oof for c in group], ws, vote=vote)  # type: ignore[misc]
+        return float(macro_f1(labels, p.argmax(1)))
+
+    n = models_per_member[best.number]
+    rows = [
+        TradeOff(f"best single (trial {best.number})", best.oof_f1, ips([best], False), n),
+        TradeOff("best single + TTA", tta_f1([best], [1.0]), ips([best], True), 2 * n),
+    ]
+    if ensemble:
+        n = sum(models_per_member[c.number] for c in ensemble)
+        f1 = float(
+            macro_f1(labels, combine([c.oof for c in ensemble], weights, vote=vote).argmax(1))
+        )
+        rows += [
+            TradeOff(f"ensemble ({len(ensemble)} trials)", f1, ips(ensemble, False), n),
+            TradeOff("ensemble + TTA", tta_f1(ensemble, weights), ips(ensemble, True), 2 * n),
+        ]
+    return rows
+
+
+def _copy_fold_models(
+    chosen: list[Candidate], fold_cks: dict[int, list[Path]], folder: Path
+) -> dict[int, tuple[list[str], TrainConfig]]:
+    out: dict[int, tuple[list[str], TrainConfig]] = {}
+    for c in chosen:
+        rels = []
+        for k, src in enumerate(fold_cks[c.number]):
+            rel = f"models/trial-{c.number}-fold-{k}.pt"
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            src.replace(folder / rel)
+            rels.append(rel)
+        out[c.number] = (rels, c.config)
+    return out
+
+
+def _write_eval(
+    folder: Path, manifest: bundles.Manifest, ev: Any, device: str, report: ExportReport
+) -> None:
+    """submission.csv, eval_probs.npz and (with solution.csv) the held-out macro F1s."""
+    from maskopt.trainer.metrics import macro_f1
+
+    member_p = [
+        bundles.member_probs(
+            folder, m, ev.images(int(m.config["image_size"])), tta=manifest.tta, device=device
+        )
+        for m in manifest.members
+    ]
+    probs = combine(member_p, manifest.weights, vote=manifest.vote).astype(np.float32)
+    np.savez_compressed(folder / "eval_probs.npz", probs=probs, image_ids=np.array(ev.image_ids))
+    _write_csv(
+        folder / "submission.csv",
+        ["ImageID", "ans"],
+        [[i, int(a)] for i, a in zip(ev.image_ids, probs.argmax(1), strict=True)],
+    )
+    report.submission = report.out / "submission.csv"
+    if ev.solution is not None:
+        report.heldout_f1 = float(macro_f1(ev.solution, probs.argmax(1)))
+        report.heldout_member_f1 = {
+            m.trial: float(macro_f1(ev.solution, p.argmax(1)))
+            for m, p in zip(manifest.members, member_p, strict=True)
+        }
+
+
 def export_best(
     *,
     storage_url: str,
@@ -520,27 +644,8 @@ def export_best(
         ens_f1 = float(macro_f1(labels, ens_oof.argmax(1)))
 
         # TTA on OOF needs the fold models of the trials involved.
-        folds = _folds(study, data) if "n_folds" in attrs else None
         need = {c.number: c for c in [best_single, *chosen]}
-        fold_cks: dict[int, list[Path]] = {}
-        for c in need.values():
-            if c.fold_models and folds is not None:
-                if len(c.fold_models) != len(folds):
-                    notes.append(
-                        f"trial {c.number}: {len(c.fold_models)} fold models "
-                        f"for {len(folds)} folds."
-                    )
-                    continue
-                fold_cks[c.number] = _fold_checkpoints(c, store, work)
-                echo(f"measuring hflip TTA on OOF for trial {c.number}")
-                c.tta_oof = _tta_oof(c, data, folds, fold_cks[c.number], dev)
-        no_models = [c.number for c in need.values() if c.number not in fold_cks]
-        if no_models:
-            notes.append(
-                "no kept fold models for trial(s) "
-                + ", ".join(map(str, no_models))
-                + " (they left the search's top K): TTA could not be measured for them."
-            )
+        fold_cks = _measure_tta(list(need.values()), study, store, data, work, dev, echo, notes)
         if not retrain:
             lacking = [c.number for c in chosen if c.number not in fold_cks]
             if lacking:
@@ -550,78 +655,31 @@ def export_best(
                     + " have none kept in the artifact store; export with --retrain."
                 )
 
-        # the trade-off table: F1 on OOF against inference speed
-        speed: dict[tuple[int, bool], float] = {}
-        for c in need.values():
-            imgs = np.asarray(data.images(c.config.image_size)[:THROUGHPUT_IMAGES])
-            for t in (False, True):
-                speed[(c.number, t)] = _images_per_s(c.config, imgs, dev, t)
-        per_member_models = {
-            c.number: (1 if retrain else len(c.fold_models)) for c in need.values()
-        }
-
-        def ips(group: list[Candidate], t: bool) -> float:
-            return 1.0 / sum(per_member_models[c.number] / speed[(c.number, t)] for c in group)
-
-        def tta_f1(group: list[Candidate], weights: list[float]) -> float | None:
-            if any(c.tta_oof is None for c in group):
-                return None
-            p = combine([c.tta_oof for c in group], weights, vote=vote)  # type: ignore[misc]
-            return float(macro_f1(labels, p.argmax(1)))
-
         ws = [sel.weights[i] for i in sel.members]
-        tradeoff = [
-            TradeOff(
-                f"best single (trial {best_single.number})",
-                best_single.oof_f1,
-                ips([best_single], False),
-                per_member_models[best_single.number],
-            ),
-            TradeOff(
-                "best single + TTA",
-                tta_f1([best_single], [1.0]),
-                ips([best_single], True),
-                2 * per_member_models[best_single.number],
-            ),
-        ]
-        if kept:
-            n_models = sum(per_member_models[c.number] for c in chosen)
-            tradeoff += [
-                TradeOff(f"ensemble ({len(chosen)} trials)", ens_f1, ips(chosen, False), n_models),
-                TradeOff("ensemble + TTA", tta_f1(chosen, ws), ips(chosen, True), 2 * n_models),
-            ]
-        if tta and tta_f1(chosen, ws) is None:
+        models_per_member = {c.number: 1 if retrain else len(c.fold_models) for c in need.values()}
+        tradeoff = _tradeoff(
+            best_single, chosen if kept else [], ws, models_per_member, data, labels, vote, dev
+        )
+        if tta and tradeoff[-1].oof_f1 is None:
             notes.append(
                 "--tta: the TTA gain could not be measured on OOF (no fold models); "
                 "TTA is used anyway."
             )
 
-        # the members' models
+        # the members' models: retrained on all data, or the fold models
         if retrain:
             trained = _retrain(chosen, data, folder, dev, progress, study_name)
         else:
-            trained = {}
-            for c in chosen:
-                rels = []
-                for k, src in enumerate(fold_cks[c.number]):
-                    rel = f"models/trial-{c.number}-fold-{k}.pt"
-                    (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-                    src.replace(folder / rel)
-                    rels.append(rel)
-                trained[c.number] = (rels, c.config.epochs)
+            trained = _copy_fold_models(chosen, fold_cks, folder)
         members = tuple(
             bundles.Member(
                 trial=c.number,
                 weight=float(w),
-                config=_config_dict(
-                    c.config
-                    if not retrain
-                    else retrain_config(c.config, c.trial.user_attrs.get("fold_best_epoch", []))
-                ),
+                config=_config_dict(trained[c.number][1]),
                 checkpoints=tuple(trained[c.number][0]),
                 oof_f1=c.oof_f1,
                 retrained=retrain,
-                epochs=trained[c.number][1],
+                epochs=trained[c.number][1].epochs,
             )
             for c, w in zip(chosen, ws, strict=True)
         )
@@ -668,28 +726,7 @@ def export_best(
         ev = read_eval(data_dir, crop=crop, cache_dir=cache_dir, progress=progress)
         if ev is not None:
             echo(f"predicting {len(ev)} eval images")
-            member_p = [
-                bundles.member_probs(
-                    folder, m, ev.images(int(m.config["image_size"])), tta=tta, device=dev
-                )
-                for m in members
-            ]
-            probs = combine(member_p, manifest.weights, vote=vote).astype(np.float32)
-            np.savez_compressed(
-                folder / "eval_probs.npz", probs=probs, image_ids=np.array(ev.image_ids)
-            )
-            _write_csv(
-                folder / "submission.csv",
-                ["ImageID", "ans"],
-                [[i, int(a)] for i, a in zip(ev.image_ids, probs.argmax(1), strict=True)],
-            )
-            report.submission = Path(out) / "submission.csv"
-            if ev.solution is not None:
-                report.heldout_f1 = float(macro_f1(ev.solution, probs.argmax(1)))
-                report.heldout_member_f1 = {
-                    m.trial: float(macro_f1(ev.solution, p.argmax(1)))
-                    for m, p in zip(members, member_p, strict=True)
-                }
+            _write_eval(folder, manifest, ev, dev, report)
         else:
             notes.append(f"no eval/ folder in {data_dir}: no submission.csv and no held-out score.")
 
@@ -700,7 +737,6 @@ def export_best(
             "candidates": report.candidates,
             "plain_average_oof_f1": plain,
             "selection": dataclasses.asdict(sel),
-            "trials_by_number": [c.number for c in cands],
             "tradeoff": [dataclasses.asdict(r) for r in tradeoff],
             "heldout_f1": report.heldout_f1,
             "heldout_member_f1": report.heldout_member_f1,
@@ -710,9 +746,8 @@ def export_best(
             "storage": storage_url,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        bundles.write_manifest(
-            folder, dataclasses.replace(manifest, info=info)
-        )  # last: completes it
+        # the manifest last: a folder without it is not a bundle
+        bundles.write_manifest(folder, dataclasses.replace(manifest, info=info))
     return report
 
 
