@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -85,11 +85,12 @@ def _build_classes():
 
 def create_model(cfg: TrainConfig) -> torch.nn.Module:
     """forward(x: float NCHW, normalised) -> log-probabilities (N, 18), float32."""
-    import timm
 
     SingleHead, MultiHead, MaskNet = _build_classes()
     try:
-        backbone = timm.create_model(cfg.backbone, pretrained=cfg.pretrained, num_classes=0)
+        backbone = _create_backbone(cfg)
+    except ConfigError:
+        raise
     except Exception as err:  # no network, no such pretrained tag, hub errors...
         if not cfg.pretrained:
             raise
@@ -109,8 +110,49 @@ def feature_width(backbone: torch.nn.Module) -> int:
     Not always `num_features`: MobileNetV3 / GhostNet put a conv head after pooling
     (288 -> 1024 for mobilenetv3_small_050), which timm reports as `head_hidden_size`.
     """
-    width = getattr(backbone, "head_hidden_size", None) or backbone.num_features
+    width: Any = getattr(backbone, "head_hidden_size", None) or backbone.num_features
     return int(width)
+
+
+def _create_backbone(cfg: TrainConfig):
+    """timm backbone with num_classes=0 (pooled features).
+
+    Transformers (ViT, MaxViT...) are built for one input size: they get the portrait
+    (5W/4, W) size of the images (timm resizes pretrained position embeddings); CNNs take
+    any size and refuse the `img_size` argument, so they are built without it.
+    """
+    import timm
+
+    from maskopt.data.cache import image_shape
+
+    shape = image_shape(cfg.image_size)
+    try:
+        backbone = timm.create_model(
+            cfg.backbone, pretrained=cfg.pretrained, num_classes=0, img_size=shape
+        )
+    except TypeError as err:
+        if "img_size" not in str(err):
+            raise
+        return timm.create_model(cfg.backbone, pretrained=cfg.pretrained, num_classes=0)
+    except AssertionError as err:
+        raise _size_error(cfg, shape, err) from None
+    # a size-bound model can still refuse the size at its first forward (patch or window
+    # divisibility): find out now, with one image, rather than in the middle of a trial
+    import torch
+
+    try:
+        with torch.no_grad():
+            backbone.eval()(torch.zeros(1, 3, *shape))
+    except (AssertionError, RuntimeError) as err:  # "Input height (40) should be divisible..."
+        raise _size_error(cfg, shape, err) from None
+    return backbone.train()
+
+
+def _size_error(cfg: TrainConfig, shape: tuple[int, int], err: BaseException) -> ConfigError:
+    return ConfigError(
+        f"backbone {cfg.backbone!r} cannot take image_size={cfg.image_size} "
+        f"({shape[0]}x{shape[1]} px): {err}"
+    )
 
 
 def load_backbone_weights(backbone: torch.nn.Module, path: str) -> int:

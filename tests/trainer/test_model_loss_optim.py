@@ -56,12 +56,17 @@ def test_heads_return_log_probs_over_18_classes(head, hidden):
 @pytest.mark.parametrize("backbone", ["mobilenetv3_small_050", "test_vit", "test_efficientnet"])
 def test_backbones_with_a_conv_head_or_tokens(backbone):
     """Pooled feature width differs from num_features for some (MobileNetV3: 288 -> 1024)."""
-    cfg = TrainConfig(**{**TINY, "backbone": backbone, "image_size": 32}, head="multi")
+    cfg = TrainConfig(**{**TINY, "backbone": backbone, "image_size": 64}, head="multi")
     model = create_model(cfg).eval()
-    x = torch.randn(2, 3, 40, 32) if backbone != "test_vit" else torch.randn(2, 3, 160, 160)
+    x = torch.randn(2, 3, 80, 64)  # portrait, as the cache stores them
     with torch.no_grad():
         logp = model(x)
     assert logp.shape == (2, 18) and torch.allclose(logp.exp().sum(1), torch.ones(2), atol=1e-5)
+
+
+def test_a_size_a_transformer_cannot_take_is_a_config_error():
+    with pytest.raises(ConfigError, match="image_size=32"):
+        create_model(TrainConfig(**{**TINY, "backbone": "test_vit", "image_size": 32}))
 
 
 def test_multi_head_combines_parts_by_label_encoding():
