@@ -127,6 +127,9 @@ def main() -> None:
         f"| peak | {r.max():.0f} |",
         f"| after the last trial ({int(n[-1])}) | {r[-1]:.0f} |",
         f"| trend from trial 5 on (least squares) | {slope:+.2f} MiB per trial |",
+        f"| median change from one trial to the next | {float(np.median(np.diff(r))):+.2f} MiB |",
+        f"| trials after which RSS grew by more than 10 MiB | "
+        f"{', '.join(str(int(a)) for a, d in zip(n[1:], np.diff(r), strict=True) if d > 10) or 'none'} |",
         "",
         f"Trials finished: RSS (MiB): {table}",
     ]
