@@ -104,6 +104,8 @@ def main() -> None:
     r = np.array([b for _, b in after])
     late = n >= 5
     slope = float(np.polyfit(n[late], r[late], 1)[0]) if late.sum() >= 3 else float("nan")
+    steps = zip(n[1:], np.diff(r), strict=True)
+    jumps = ", ".join(str(int(a)) for a, d in steps if d > 10)
     cmd_text = (
         f"python bench/bench_memory.py --people {args.people} --trials {args.trials} "
         f"--epochs {args.epochs} --folds {args.folds}"
@@ -128,8 +130,7 @@ def main() -> None:
         f"| after the last trial ({int(n[-1])}) | {r[-1]:.0f} |",
         f"| trend from trial 5 on (least squares) | {slope:+.2f} MiB per trial |",
         f"| median change from one trial to the next | {float(np.median(np.diff(r))):+.2f} MiB |",
-        f"| trials after which RSS grew by more than 10 MiB | "
-        f"{', '.join(str(int(a)) for a, d in zip(n[1:], np.diff(r), strict=True) if d > 10) or 'none'} |",
+        f"| trials after which RSS grew by more than 10 MiB | {jumps or 'none'} |",
         "",
         f"Trials finished: RSS (MiB): {table}",
     ]
