@@ -18,12 +18,14 @@ def tiny_cfg(**changes: Any):
     return TrainConfig(**{**TINY_CFG, **changes})
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _one_thread():
-    """One intra-op thread: these models are tiny, and the 2 cores are shared with other
-    test processes, where 2 spinning OpenMP threads each would slow everyone down."""
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    """One intra-op thread and no loader processes: these models are tiny, and the cores
+    are shared with other test processes, where spinning OpenMP threads and worker
+    processes would slow everyone down. Tests of workers pass num_workers themselves."""
     import torch
 
+    monkeypatch.setenv("MASKOPT_WORKERS", "0")
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -195,3 +195,22 @@ def test_workers_give_the_same_batches(tiny_set, tiny_folds):
     with FoldRun(tiny_cfg(augment=0), tiny_set, *tiny_folds[0], device="cpu") as run:
         plain = [x for x, _ in run.loader]
     assert not torch.equal(plain[0], batches[0][0])
+
+
+def test_default_workers(monkeypatch):
+    from maskopt.trainer.loop import default_workers
+
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("MASKOPT_WORKERS")
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert default_workers(cpu) == 0  # torch uses every core
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert default_workers(cpu) == 1  # a core is free for the loader
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert default_workers(torch.device("cuda")) == 8
+    monkeypatch.setenv("MASKOPT_WORKERS", "3")
+    assert default_workers(cpu) == 3
+    monkeypatch.setenv("MASKOPT_WORKERS", "many")
+    with pytest.raises(ConfigError, match="MASKOPT_WORKERS"):
+        default_workers(cpu)
