@@ -194,6 +194,15 @@ def main(argv: list[str] | None = None) -> int:
         f"| {r['ratio']:.3f} |"
         for r in rows
     )
+    verdicts = []
+    for backbone in dict.fromkeys(r["backbone"] for r in rows):
+        best = max((r for r in rows if r["backbone"] == backbone), key=lambda r: r["ratio"])
+        ok = "meets" if best["ratio"] >= 0.9 else "misses"
+        verdicts.append(
+            f"{backbone}: best with {best['workers']} worker(s), "
+            f"ratio {best['ratio']:.2f} ({ok} it)."
+        )
+    verdict = " ".join(verdicts)
     md = f"""## trainer: training images/s, real pipeline vs batches in memory
 
 `{cmd.strip()}` on {platform.machine()} with {os.cpu_count()} cores, torch {torch.__version__}, \
@@ -207,8 +216,13 @@ limit alternating epoch by epoch in one process.
 | --- | ---: | ---: | ---: | ---: |
 {table}
 
-Target: ratio >= 0.9. The loader default on the CPU is 0 workers \
-(`trainer.loop.default_workers`; `MASKOPT_WORKERS` overrides it).
+Target: ratio >= 0.9. {verdict}
+
+The real pipeline augments each image with albumentations in the loader; the limit is the
+model's own speed. Where augmentation runs in the training process (0 workers) its cost adds to
+every step, which matters for fast models; one worker process overlaps it with training when
+torch leaves it a core. `trainer.loop.default_workers` picks 1 worker on the CPU when
+torch's intra-op threads are fewer than the cores, else 0; `MASKOPT_WORKERS=N` overrides.
 """
     md += learn_section(args.learn_metrics)
     if not args.no_write:
