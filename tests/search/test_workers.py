@@ -117,20 +117,17 @@ def _kill_one_worker_mid_trial(storage_url: str, study_name: str, killed: dict) 
             continue
         trials = study.get_trials(deepcopy=False)
         finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-        running = [t for t in trials if t.state == TrialState.RUNNING and "pid" in t.user_attrs]
+        # A trial that has not reported its first step yet is far from its end, so its worker
+        # dies mid-trial (not between two trials) even on a busy machine.
+        running = [
+            t
+            for t in trials
+            if t.state == TrialState.RUNNING and "pid" in t.user_attrs and not t.intermediate_values
+        ]
         if len(finished) >= 2 and running:
             pid = int(running[0].user_attrs["pid"])
             os.kill(pid, signal.SIGKILL)
-            # The trial it was running when it died (the one read above may have just finished,
-            # and the worker started another): the RUNNING trial that carries its pid.
-            time.sleep(0.3)
-            study = optuna.load_study(study_name=study_name, storage=storage)
-            dead = [
-                t
-                for t in study.get_trials(deepcopy=False)
-                if t.user_attrs.get("pid") == pid and t.state == TrialState.RUNNING
-            ]
-            killed.update(pid=pid, number=dead[0].number if dead else None)
+            killed.update(pid=pid, number=running[0].number)
             break
         time.sleep(0.05)
     storage.remove_session()
@@ -165,17 +162,20 @@ def test_workers_survive_a_killed_worker_and_a_reading_dashboard(
         killer.join()
         dash_out = dash.stop()
 
-    assert killed.get("number") is not None, f"no worker was killed mid-trial: {killed}"
+    assert killed, "no worker was killed mid-trial"
     storage = create_storage(storage_url, heartbeat=False)
     study = optuna.load_study(study_name=study_name, storage=storage)
     trials = study.get_trials()
-    by_number = {t.number: t for t in trials}
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     # --trials counts finished trials over all workers; the others may overshoot by one each.
     assert opts.trials <= len(finished) <= opts.trials + opts.workers - 1
     # The killed worker's trial went stale, was marked FAIL and a copy with its params ran again.
-    dead = by_number[killed["number"]]
-    assert dead.state == TrialState.FAIL
+    # (Its trial is the one read as RUNNING before the kill; should that one have just ended,
+    # the worker's next trial, which carries the same pid.)
+    fails = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(fails) == 1, [(t.number, t.user_attrs) for t in fails]
+    dead = fails[0]
+    assert dead.number == killed["number"] or dead.user_attrs.get("pid") == killed["pid"]
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
     assert len(retries) == 1 and retries[0].params == dead.params
     assert retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING)
