@@ -116,7 +116,7 @@ def main() -> None:
         "",
         f"Command: `{cmd_text}`",
         "",
-        f"One `maskopt search` worker, cpu space (resnet10t / mobilenetv2_050 at 48 px), "
+        f"One `maskopt search` worker, cpu space (mobilenetv3_small_050 / resnet10t at 48 px), "
         f"{args.people} synthetic people, {args.folds} folds x {args.epochs} epochs, "
         "--pruner none, "
         f"{args.trials} trials in {wall:.0f} s. RSS of the worker process read from /proc "

@@ -34,15 +34,14 @@ DEFAULT: dict[str, Any] = {
 }
 
 # For 2 CPU cores: tiny backbones from scratch at 48 px, 3 epochs. Sized so that
-# `maskopt search --space cpu --trials 20 --folds 3` on 120 synthetic people takes minutes.
-# (mobilenetv3_small_050 belongs here too once the trainer sizes its head from the backbone's
-# pooled output: timm's mobilenetv3 has a 1024-wide conv head after its 288 num_features.)
+# `maskopt search --space cpu --trials 20 --folds 3` on 120 synthetic people takes minutes
+# (mobilenetv3_small_050 trains ~2.5x faster than resnet10t on the CPU, BENCHMARKS.md trainer).
 CPU: dict[str, Any] = {
     "name": "cpu",
-    "description": "CPU demo: resnet10t / mobilenetv2_050 from scratch at 48 px, 3 epochs",
+    "description": "CPU demo: mobilenetv3_small_050 / resnet10t from scratch at 48 px, 3 epochs",
     "epochs": 3,
     "params": {
-        "backbone": ["resnet10t", "mobilenetv2_050"],
+        "backbone": ["mobilenetv3_small_050", "resnet10t"],
         "pretrained": False,
         "image_size": 48,
         "batch_size": [32, 64],

@@ -142,6 +142,6 @@ def test_spaces_cli_lists_and_shows():
     assert listed.exit_code == 0 and "cpu" in listed.output and "default" in listed.output
     shown = runner.invoke(app, ["spaces", "show", "cpu"])
     assert shown.exit_code == 0
-    assert "resnet10t" in shown.output and "when loss = focal" in shown.output
+    assert "mobilenetv3_small_050" in shown.output and "when loss = focal" in shown.output
     bad = runner.invoke(app, ["spaces", "show", "nope"])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
