@@ -10,9 +10,10 @@ noise and the mask worn. The three labels are each visible, none trivially:
 - gender: hair length, face width, brow weight, lip colour, stubble; each cue
   has exceptions (short-haired women, long-haired men), so no single one decides.
 - age: dark hair and a smooth face when young; salt-and-pepper hair and two or three
-  forehead lines through the middle years, more with age; white hair and five lines
-  from 58 (the real set's old people are all 60). Some middle-aged people dye their hair
-  and line counts vary, so people near a band edge get mixed up, as in the real set.
+  forehead lines through the middle years, more with age; white hair, five deep lines
+  and mostly glasses from 58 (the real set's old people are all 60). Some middle-aged
+  people dye their hair or wear glasses, and line counts vary, so people near a band
+  edge get mixed up, as in the real set.
 
 Same seed, same bytes: every person draws from their own seeded generator and
 JPEGs are encoded at a fixed quality with no metadata.
@@ -55,9 +56,7 @@ SKIN_TONES = np.array(
     ],
     dtype=np.float64,
 )
-HAIR_DARK = np.array(
-    [[25, 20, 18], [45, 32, 25], [70, 50, 35], [100, 70, 45], [55, 40, 40]], dtype=np.float64
-)
+HAIR_DARK = np.array([[25, 20, 18], [45, 32, 25], [55, 40, 40], [60, 42, 30]], dtype=np.float64)
 HAIR_GREY = np.array([[200, 200, 200], [170, 170, 172], [225, 222, 215]], dtype=np.float64)
 MASK_COLOURS = np.array(
     [
@@ -159,10 +158,10 @@ def _thick(v: float) -> int:
 def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     """A room: a two-colour gradient wall and clutter (boxes, discs, bars), some in
     skin, hair or mask colours so colour alone says nothing."""
-    top, bottom = rng.uniform(30, 230, 3), rng.uniform(30, 230, 3)
+    top, bottom = rng.uniform(60, 210, 3), rng.uniform(60, 210, 3)
     t = np.linspace(0, 1, h)[:, None, None]
     img = np.broadcast_to(top * (1 - t) + bottom * t, (h, w, 3)).astype(np.uint8).copy()
-    palette = np.concatenate([SKIN_TONES, HAIR_DARK, HAIR_GREY, MASK_COLOURS])
+    palette = np.concatenate([SKIN_TONES, HAIR_GREY, MASK_COLOURS])
     for _ in range(int(rng.integers(4, 14))):
         colour = (
             palette[rng.integers(len(palette))] if rng.random() < 0.4 else rng.uniform(0, 255, 3)
@@ -209,8 +208,8 @@ def _greyness(age: int) -> float:
     if age < 30:
         return 0.0
     if age < 58:
-        return 0.35 + 0.3 * (age - 30) / 28
-    return 0.95
+        return 0.3 + 0.2 * (age - 30) / 28
+    return 0.97
 
 
 def _wrinkles(age: int) -> float:
@@ -246,7 +245,7 @@ def _person_layer(
     # Face shape: men wider with a squarer jaw, women narrower; overlapping ranges.
     ax = (rng.normal(73, 4) if male else rng.normal(57, 4)) * u
     ay = (rng.normal(82, 4) if male else rng.normal(84, 4)) * u
-    tone = SKIN_TONES[min(len(SKIN_TONES) - 1, int(abs(rng.normal(0, 2.0))))] + rng.normal(0, 8, 3)
+    tone = SKIN_TONES[min(len(SKIN_TONES) - 1, int(abs(rng.normal(0, 1.5))))] + rng.normal(0, 8, 3)
     skin = _col(tone)
     dark_skin = _col(tone * 0.72)
 
@@ -354,6 +353,28 @@ def _person_layer(
             cv2.LINE_AA,
         )
 
+    # Glasses, far more often on old people (reading glasses), seen over a mask too.
+    if rng.random() < (0.85 if p.age >= 58 else 0.15 if p.age >= 30 else 0.03):
+        frame = _col(rng.uniform(10, 90, 3))
+        for side in (-1, 1):
+            x = cx + side * ex
+            cv2.rectangle(
+                rgb,
+                _pt(x - 15 * u, ey - 10 * u),
+                _pt(x + 15 * u, ey + 10 * u),
+                frame,
+                _thick(3 * u),
+                cv2.LINE_AA,
+            )
+        cv2.line(
+            rgb,
+            _pt(cx - ex + 15 * u, ey - 3 * u),
+            _pt(cx + ex - 15 * u, ey - 3 * u),
+            frame,
+            _thick(3 * u),
+            cv2.LINE_AA,
+        )
+
     # Nose: a ridge and a shaded tip with nostrils.
     nose_tip = cy + rng.normal(24, 2) * u
     cv2.line(
@@ -398,7 +419,7 @@ def _person_layer(
     # Wrinkles: forehead lines, crow's feet and smile lines, more with age.
     n_lines = int(np.clip(round(_wrinkles(p.age) + rng.normal(0, 0.4)), 0, 6))
     line_col = _col(tone * rng.uniform(0.35, 0.5))
-    lw = _thick(4.5 * u)  # a pixel or so at 64 px wide: visible, not loud
+    lw = _thick((6.0 if p.age >= 58 else 4.5) * u)  # a pixel or so at 64 px: visible, not loud
     for k in range(min(n_lines, 4)):
         y = cy - 32 * u - k * 6 * u
         cv2.ellipse(
