@@ -219,10 +219,11 @@ limit alternating epoch by epoch in one process.
 Target: ratio >= 0.9. {verdict}
 
 The real pipeline augments each image with albumentations in the loader; the limit is the
-model's own speed. Where augmentation runs in the training process (0 workers) its cost adds to
-every step, which matters for fast models; one worker process overlaps it with training when
-torch leaves it a core. `trainer.loop.default_workers` picks 1 worker on the CPU when
-torch's intra-op threads are fewer than the cores, else 0; `MASKOPT_WORKERS=N` overrides.
+model's own speed. With 0 workers the augmentation runs in the training process and its cost
+adds to every step; a worker process overlaps it, but takes a core from torch (or from the
+machine's other jobs). The machine is shared, so single runs vary: in three earlier runs here
+(28 Nov 2026, load 4-12), 0 workers gave 0.86-1.0 and 1 worker 0.72-0.99, 0 workers ahead in two
+of three, so `trainer.loop.default_workers` uses 0 on the CPU (`MASKOPT_WORKERS=N` overrides).
 """
     md += learn_section(args.learn_metrics)
     if not args.no_write:

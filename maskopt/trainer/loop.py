@@ -106,14 +106,12 @@ def _reseed(augment, seed: int) -> None:
 def default_workers(device: torch.device) -> int:
     """Loader processes: on CUDA most cores feed the GPU; on the CPU the model needs the cores.
 
-    On the CPU, one worker when torch leaves a core free (OMP_NUM_THREADS below the core
-    count), else none. Measured on 2 cores (bench/bench_trainer.py, BENCHMARKS.md): with
-    torch on 1 thread, 1 worker keeps mobilenetv3_small_050 at 0.97 of its in-memory speed
-    where 0 workers give 0.86; with torch on every core a worker only takes cycles from it.
-    MASKOPT_WORKERS=N overrides.
+    On the CPU: none. Measured on 2 shared cores (bench/bench_trainer.py, BENCHMARKS.md),
+    augmenting in the training process kept resnet10t and mobilenetv3_small_050 at 0.94-1.0
+    of their in-memory speed in 2 of 3 runs, while a worker process (taking a core from
+    torch or from the machine's other jobs) did worse in those 2 (0.72-0.85 for the fast
+    model). MASKOPT_WORKERS=N overrides.
     """
-    import torch
-
     env = os.environ.get("MASKOPT_WORKERS")
     if env is not None:
         try:
@@ -121,10 +119,9 @@ def default_workers(device: torch.device) -> int:
         except ValueError:
             msg = f"MASKOPT_WORKERS: expected an integer >= 0, but got {env!r}."
             raise ConfigError(msg) from None
-    cores = os.cpu_count() or 1
     if device.type == "cpu":
-        return 1 if torch.get_num_threads() < cores else 0
-    return max(1, min(8, cores - 1))
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
 class FoldRun:

@@ -202,11 +202,7 @@ def test_default_workers(monkeypatch):
 
     cpu = torch.device("cpu")
     monkeypatch.delenv("MASKOPT_WORKERS")
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    assert default_workers(cpu) == 0  # torch uses every core
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
-    assert default_workers(cpu) == 1  # a core is free for the loader
+    assert default_workers(cpu) == 0  # measured: augmenting in-process is faster on 2 cores
     monkeypatch.setattr("os.cpu_count", lambda: 16)
     assert default_workers(torch.device("cuda")) == 8
     monkeypatch.setenv("MASKOPT_WORKERS", "3")
