@@ -82,10 +82,15 @@ DEFAULT_STORAGE = "sqlite:///maskopt.db"
 @app.command()
 @friendly
 def synth(
-    out: Annotated[Path, typer.Argument(help="Folder to write (train/ and eval/ go inside).")] = DEFAULT_DATA,
-    people: Annotated[int, typer.Option("--people", help="People in train/ (7 photos each).")] = 150,
+    out: Annotated[
+        Path, typer.Argument(help="Folder to write (train/ and eval/ go inside).")
+    ] = DEFAULT_DATA,
+    people: Annotated[
+        int, typer.Option("--people", help="People in train/ (7 photos each).")
+    ] = 150,
     eval_people: Annotated[
-        int | None, typer.Option("--eval-people", help="Other people in eval/ (default 2/3 of --people).")
+        int | None,
+        typer.Option("--eval-people", help="Other people in eval/ (default 2/3 of --people)."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same bytes.")] = 0,
     size: Annotated[str, typer.Option("--size", help="Photo size WIDTHxHEIGHT.")] = "384x512",
@@ -97,14 +102,16 @@ def synth(
     from maskopt.data.labels import AGE_NAMES
     from maskopt.data.synth import parse_size, synthesize
 
-    summary = synthesize(out, people=people, eval_people=eval_people, seed=seed, size=parse_size(size))
+    summary = synthesize(
+        out, people=people, eval_people=eval_people, seed=seed, size=parse_size(size)
+    )
     table = Table(title=f"synthetic data in {summary['out']} ({summary['seconds']} s)")
     table.add_column("part")
     table.add_column("value", justify="right")
     table.add_row("train people / images", f"{summary['people']} / {summary['train_images']}")
     table.add_row("eval people / images", f"{summary['eval_people']} / {summary['eval_images']}")
     table.add_row("female", f"{summary['female']}")
-    for name, n in zip(AGE_NAMES, summary["age_bands"]):
+    for name, n in zip(AGE_NAMES, summary["age_bands"], strict=True):
         table.add_row(f"age {name}", f"{n}")
     table.add_row("photo size", summary["size"])
     Console().print(table)
@@ -562,17 +569,23 @@ def eda(
         classes.add_row(str(c), name, pct(n))
     console.print(classes)
 
-    dups = Table(title=f"duplicate images: {len(s['duplicates'])} groups")
-    dups.add_column("files")
-    for group in s["duplicates"][:20]:
-        dups.add_row(", ".join(group))
-    console.print(dups)
-    flags = Table(title=f"photos to check: {len(s['flags'])}")
-    for col in ("folder", "file", "check", "prob"):
-        flags.add_column(col)
-    for f in s["flags"][:20]:
-        flags.add_row(f["folder"], f["file"], f["check"], f"{f['prob']:.2f}")
-    console.print(flags)
+    if s["duplicates"]:
+        dups = Table(title=f"duplicate images: {len(s['duplicates'])} groups (first 20)")
+        dups.add_column("files")
+        for group in s["duplicates"][:20]:
+            dups.add_row(", ".join(group))
+        console.print(dups)
+    else:
+        console.print("duplicate images: none")
+    if s["flags"]:
+        flags = Table(title=f"photos to check: {len(s['flags'])} (first 20)")
+        for col in ("folder", "file", "check", "prob"):
+            flags.add_column(col)
+        for f in s["flags"][:20]:
+            flags.add_row(f["folder"], f["file"], f["check"], f"{f['prob']:.2f}")
+        console.print(flags)
+    else:
+        console.print("photos to check: none (no photo's mask state is at odds with its file)")
     console.print(f"report: {s['html']} ({s['seconds']} s)")
 
 
