@@ -115,7 +115,8 @@ def learn_section(paths: list[Path]) -> str:
 `maskopt synth DATA --people 150`, then `maskopt train --config CFG --data DATA --fold 0 --folds 5
 --device cpu` per row (fold 0 of 5: 840 training images of 120 people, 210 validation images of
 30 people; the validation part holds one or two people aged 60+, so 6 of the 18 classes are
-scored on one person's photos each). Numbers read from each run's metrics.json.
+scored on one person's photos each). Runs with OMP_NUM_THREADS=1 on 2 cores shared with other
+jobs (load about 10), bf16 autocast on the CPU. Numbers read from each run's metrics.json.
 
 | config | best macro F1 | best epoch | mask / gender / age F1 | train img/s | seconds |
 | --- | ---: | ---: | --- | ---: | ---: |
@@ -221,9 +222,12 @@ Target: ratio >= 0.9. {verdict}
 The real pipeline augments each image with albumentations in the loader; the limit is the
 model's own speed. With 0 workers the augmentation runs in the training process and its cost
 adds to every step; a worker process overlaps it, but takes a core from torch (or from the
-machine's other jobs). The machine is shared, so single runs vary: in three earlier runs here
-(28 Nov 2026, load 4-12), 0 workers gave 0.86-1.0 and 1 worker 0.72-0.99, 0 workers ahead in two
-of three, so `trainer.loop.default_workers` uses 0 on the CPU (`MASKOPT_WORKERS=N` overrides).
+machine's other jobs). The machine is shared, so single runs vary with its load: in four runs
+here (28 Nov 2026, load 4-12), resnet10t stayed at 0.90-1.06 with either; the fast
+mobilenetv3_small_050 gave 0.84-0.97 with 0 workers and 0.72-0.97 with 1, neither ahead.
+`trainer.loop.default_workers` uses 0 on the CPU (`MASKOPT_WORKERS=N` overrides). Per-image
+albumentations costs 0.3-0.7 ms here, 4-9% of the fast model's time per image: batch-level
+augmentation in torch on the device would remove it (not implemented).
 """
     md += learn_section(args.learn_metrics)
     if not args.no_write:

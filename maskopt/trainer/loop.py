@@ -107,10 +107,9 @@ def default_workers(device: torch.device) -> int:
     """Loader processes: on CUDA most cores feed the GPU; on the CPU the model needs the cores.
 
     On the CPU: none. Measured on 2 shared cores (bench/bench_trainer.py, BENCHMARKS.md),
-    augmenting in the training process kept resnet10t and mobilenetv3_small_050 at 0.94-1.0
-    of their in-memory speed in 2 of 3 runs, while a worker process (taking a core from
-    torch or from the machine's other jobs) did worse in those 2 (0.72-0.85 for the fast
-    model). MASKOPT_WORKERS=N overrides.
+    a worker process was not reliably faster (it takes a core from torch or from the
+    machine's other jobs), and in-process augmentation kept resnet10t at 0.90-1.06 of its
+    in-memory speed. MASKOPT_WORKERS=N overrides.
     """
     env = os.environ.get("MASKOPT_WORKERS")
     if env is not None:
