@@ -16,8 +16,14 @@ def write_section(name: str, markdown: str) -> None:
     """Replace the section between `<!-- bench:name -->` markers (or append it)."""
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else HEADER
     block = f"<!-- bench:{name} -->\n{markdown.strip()}\n<!-- /bench:{name} -->"
-    pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    pattern = re.compile(
+        rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S
+    )
+    text = (
+        pattern.sub(lambda _: block, text)
+        if pattern.search(text)
+        else text.rstrip() + "\n\n" + block + "\n"
+    )
     tmp = BENCHMARKS.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(BENCHMARKS)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -53,7 +52,10 @@ DataOpt = Annotated[
     Path, typer.Option("--data", help="Data folder in the mask-competition layout.")
 ]
 CropOpt = Annotated[
-    str, typer.Option("--crop", help="Face crop: 'center' (competition centre crop) or 'face' (Haar cascade).")
+    str,
+    typer.Option(
+        "--crop", help="Face crop: 'center' (competition centre crop) or 'face' (Haar cascade)."
+    ),
 ]
 CacheOpt = Annotated[
     Path | None,
@@ -62,7 +64,9 @@ CacheOpt = Annotated[
 SkipBadOpt = Annotated[
     bool, typer.Option("--skip-bad", help="Drop people with bad files instead of stopping.")
 ]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | mps (auto: CUDA if there).")]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", help="auto | cpu | cuda | mps (auto: CUDA if there).")
+]
 StorageOpt = Annotated[
     str, typer.Option("--storage", help="Optuna storage URL (any SQLAlchemy URL Optuna supports).")
 ]
@@ -131,8 +135,12 @@ def best(
     export: Annotated[
         bool, typer.Option("--export", help="Choose the ensemble, retrain it and write the bundle.")
     ] = False,
-    out: Annotated[Path, typer.Option("--out", help="Bundle folder to write (--export).")] = Path("bundle"),
-    vote: Annotated[str, typer.Option("--vote", help="soft (mean of probabilities) or hard (majority).")] = "soft",
+    out: Annotated[Path, typer.Option("--out", help="Bundle folder to write (--export).")] = Path(
+        "bundle"
+    ),
+    vote: Annotated[
+        str, typer.Option("--vote", help="soft (mean of probabilities) or hard (majority).")
+    ] = "soft",
     retrain: Annotated[
         bool,
         typer.Option(
@@ -140,13 +148,18 @@ def best(
             help="Retrain each member on all data (median best epoch), or keep its fold models, averaged.",
         ),
     ] = True,
-    tta: Annotated[bool, typer.Option("--tta", help="Use hflip test-time augmentation in the bundle.")] = False,
+    tta: Annotated[
+        bool, typer.Option("--tta", help="Use hflip test-time augmentation in the bundle.")
+    ] = False,
     data: DataOpt = DEFAULT_DATA,
     cache: CacheOpt = None,
     device: DeviceOpt = "auto",
-    trial: Annotated[int | None, typer.Option("--trial", help="A trial number (with --config-out).")] = None,
+    trial: Annotated[
+        int | None, typer.Option("--trial", help="A trial number (with --config-out).")
+    ] = None,
     config_out: Annotated[
-        Path | None, typer.Option("--config-out", help="Write --trial's TrainConfig here (.json/.yaml/.toml).")
+        Path | None,
+        typer.Option("--config-out", help="Write --trial's TrainConfig here (.json/.yaml/.toml)."),
     ] = None,
 ) -> None:
     """The top trials of a study; --export builds the ensemble bundle."""
@@ -157,17 +170,23 @@ def best(
 
     console = Console()
     if (trial is None) != (config_out is None):
-        raise ConfigError("--trial and --config-out go together: give both, e.g. --trial 12 --config-out cfg.json.")
+        raise ConfigError(
+            "--trial and --config-out go together: give both, e.g. --trial 12 --config-out cfg.json."
+        )
     if trial is not None and config_out is not None:
         from maskopt.studies.export import trial_config
         from maskopt.studies.storage import load_study
         from maskopt.trainer.config import save_config
 
         save_config(trial_config(load_study(storage, study), trial), config_out)
-        console.print(f"trial {trial}'s config written to {config_out}  (maskopt train --config {config_out})")
+        console.print(
+            f"trial {trial}'s config written to {config_out}  (maskopt train --config {config_out})"
+        )
         return
     if export:
-        _best_export(console, study, storage, artifacts, top, out, vote, retrain, tta, data, cache, device)
+        _best_export(
+            console, study, storage, artifacts, top, out, vote, retrain, tta, data, cache, device
+        )
         return
 
     from maskopt.studies.export import best_trials
@@ -188,21 +207,39 @@ def best(
             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.params.items()
         )
         table.add_row(
-            str(r.number), _fmt(r.value), spread, ",".join(map(str, r.fold_best_epoch)) or "-",
-            _fmt(r.images_per_s, 0), "kept" if r.has_models else "-", params,
+            str(r.number),
+            _fmt(r.value),
+            spread,
+            ",".join(map(str, r.fold_best_epoch)) or "-",
+            _fmt(r.images_per_s, 0),
+            "kept" if r.has_models else "-",
+            params,
         )
     console.print(table)
-    console.print("export them: maskopt best --export   (one config: maskopt best --trial N --config-out cfg.json)")
+    console.print(
+        "export them: maskopt best --export   (one config: maskopt best --trial N --config-out cfg.json)"
+    )
 
 
-def _best_export(console, study, storage, artifacts, top, out, vote, retrain, tta, data, cache, device) -> None:
+def _best_export(
+    console, study, storage, artifacts, top, out, vote, retrain, tta, data, cache, device
+) -> None:
     from rich.table import Table
 
     from maskopt.studies.export import OPTIMISM_NOTE, export_best
 
     rep = export_best(
-        storage_url=storage, study_name=study, data_dir=data, out=out, artifacts=artifacts, top=top,
-        vote=vote, retrain=retrain, tta=tta, device=device, cache_dir=cache,
+        storage_url=storage,
+        study_name=study,
+        data_dir=data,
+        out=out,
+        artifacts=artifacts,
+        top=top,
+        vote=vote,
+        retrain=retrain,
+        tta=tta,
+        device=device,
+        cache_dir=cache,
         echo=lambda s: console.print(f"[dim]{s}[/dim]"),
     )
     table = Table(title=f"OOF macro F1 of the top {len(rep.candidates)} trials ({rep.vote} vote)")
@@ -225,46 +262,82 @@ def _best_export(console, study, storage, artifacts, top, out, vote, retrain, tt
     for note in rep.notes:
         console.print(f"note: {note}")
     how = "retrained on all data" if retrain else "fold models averaged"
-    console.print(f"bundle written to {rep.out} ({len(rep.members)} member(s), {how}{', hflip TTA' if tta else ''})")
+    console.print(
+        f"bundle written to {rep.out} ({len(rep.members)} member(s), {how}{', hflip TTA' if tta else ''})"
+    )
     if rep.plots is not None:
         console.print(f"plots: {rep.out / 'plots.html'}")
     if rep.submission is not None:
         console.print(f"submission: {rep.submission}")
     if rep.heldout_f1 is not None:
         members = ", ".join(f"trial {t} {f:.4f}" for t, f in rep.heldout_member_f1.items())
-        console.print(f"[bold]held-out macro F1 (eval/solution.csv): {rep.heldout_f1:.4f}[/bold]"
-                      + (f"  (members alone: {members})" if len(rep.heldout_member_f1) > 1 else ""))
+        console.print(
+            f"[bold]held-out macro F1 (eval/solution.csv): {rep.heldout_f1:.4f}[/bold]"
+            + (f"  (members alone: {members})" if len(rep.heldout_member_f1) > 1 else "")
+        )
 
 
 @app.command()
 @friendly
 def search(
     trials: Annotated[
-        int, typer.Option("--trials", help="Finished (complete + pruned) trials the study should hold, over all workers.")
+        int,
+        typer.Option(
+            "--trials",
+            help="Finished (complete + pruned) trials the study should hold, over all workers.",
+        ),
     ] = 20,
-    space: Annotated[str, typer.Option("--space", help="Search space: cpu, default, or a .yaml/.toml file.")] = "default",
-    folds: Annotated[int, typer.Option("--folds", help="k of the k-fold CV (fixed per study).")] = 5,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs per fold (default: the space's).")] = None,
+    space: Annotated[
+        str, typer.Option("--space", help="Search space: cpu, default, or a .yaml/.toml file.")
+    ] = "default",
+    folds: Annotated[
+        int, typer.Option("--folds", help="k of the k-fold CV (fixed per study).")
+    ] = 5,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help="Epochs per fold (default: the space's).")
+    ] = None,
     study: StudyOpt = "maskopt",
     storage: StorageOpt = DEFAULT_STORAGE,
     artifacts: ArtifactsOpt = None,
-    sampler: Annotated[str, typer.Option("--sampler", help="tpe | random | grid | cmaes | gp.")] = "tpe",
-    pruner: Annotated[str, typer.Option("--pruner", help="median | wilcoxon | hyperband | none.")] = "median",
+    sampler: Annotated[
+        str, typer.Option("--sampler", help="tpe | random | grid | cmaes | gp.")
+    ] = "tpe",
+    pruner: Annotated[
+        str, typer.Option("--pruner", help="median | wilcoxon | hyperband | none.")
+    ] = "median",
     startup_trials: Annotated[
-        int, typer.Option("--startup-trials", help="Trials run in full before the pruner may stop one.")
+        int,
+        typer.Option("--startup-trials", help="Trials run in full before the pruner may stop one."),
     ] = 5,
     warmup_steps: Annotated[
-        int, typer.Option("--warmup-steps", help="Steps (epochs; folds for wilcoxon) before a trial may be pruned.")
+        int,
+        typer.Option(
+            "--warmup-steps",
+            help="Steps (epochs; folds for wilcoxon) before a trial may be pruned.",
+        ),
     ] = 1,
-    seed: Annotated[int | None, typer.Option("--seed", help="Sampler seed (worker i: seed+i) and fold seed.")] = None,
-    timeout: Annotated[float | None, typer.Option("--timeout", help="Stop starting trials after this many seconds.")] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Worker processes on this machine.")] = 1,
-    gpus: Annotated[str | None, typer.Option("--gpus", help="One worker per GPU, e.g. 0,1.")] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Sampler seed (worker i: seed+i) and fold seed.")
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Stop starting trials after this many seconds."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Worker processes on this machine.")
+    ] = 1,
+    gpus: Annotated[
+        str | None, typer.Option("--gpus", help="One worker per GPU, e.g. 0,1.")
+    ] = None,
     keep_models: Annotated[
-        int, typer.Option("--keep-models", help="Keep the fold models of the best K trials (0: none).")
+        int,
+        typer.Option("--keep-models", help="Keep the fold models of the best K trials (0: none)."),
     ] = 5,
     heartbeat: Annotated[
-        int | None, typer.Option("--heartbeat", help="Seconds between a running trial's heartbeats (default 30).")
+        int | None,
+        typer.Option(
+            "--heartbeat", help="Seconds between a running trial's heartbeats (default 30)."
+        ),
     ] = None,
     data: DataOpt = DEFAULT_DATA,
     crop: CropOpt = "center",
@@ -280,43 +353,81 @@ def search(
     from maskopt.search.options import parse_gpus
 
     opts = SearchOptions(
-        data=data, crop=crop, cache=cache, skip_bad=skip_bad, space=space, trials=trials, folds=folds,
-        epochs=epochs, study=study, storage=storage, artifacts=artifacts, sampler=sampler, pruner=pruner,
-        startup_trials=startup_trials, warmup_steps=warmup_steps, seed=seed, timeout=timeout,
-        keep_models=keep_models, device=device, workers=workers, gpus=parse_gpus(gpus), heartbeat=heartbeat,
+        data=data,
+        crop=crop,
+        cache=cache,
+        skip_bad=skip_bad,
+        space=space,
+        trials=trials,
+        folds=folds,
+        epochs=epochs,
+        study=study,
+        storage=storage,
+        artifacts=artifacts,
+        sampler=sampler,
+        pruner=pruner,
+        startup_trials=startup_trials,
+        warmup_steps=warmup_steps,
+        seed=seed,
+        timeout=timeout,
+        keep_models=keep_models,
+        device=device,
+        workers=workers,
+        gpus=parse_gpus(gpus),
+        heartbeat=heartbeat,
     )
     console = Console()
     s = run_search(opts, console=console)
-    table = Table(title=f"study {s.study!r}: {s.finished}/{s.trials_wanted} finished in {s.wall_s:.0f} s, "
-                        f"{s.total_epochs} fold-epochs trained")
-    for col, just in [("trial", "right"), ("state", "left"), ("macro F1", "right"), ("epochs", "right"),
-                      ("seconds", "right"), ("note", "left")]:
+    table = Table(
+        title=f"study {s.study!r}: {s.finished}/{s.trials_wanted} finished in {s.wall_s:.0f} s, "
+        f"{s.total_epochs} fold-epochs trained"
+    )
+    for col, just in [
+        ("trial", "right"),
+        ("state", "left"),
+        ("macro F1", "right"),
+        ("epochs", "right"),
+        ("seconds", "right"),
+        ("note", "left"),
+    ]:
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     colour = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red"}
     for r in s.trials:
         star = " *" if r.number == s.best_number else ""
-        table.add_row(str(r.number) + star, f"[{colour.get(r.state, 'white')}]{r.state.lower()}[/]",
-                      _fmt(r.value), "-" if r.epochs_run is None else str(r.epochs_run),
-                      _fmt(r.duration_s, 1), r.note)
+        table.add_row(
+            str(r.number) + star,
+            f"[{colour.get(r.state, 'white')}]{r.state.lower()}[/]",
+            _fmt(r.value),
+            "-" if r.epochs_run is None else str(r.epochs_run),
+            _fmt(r.duration_s, 1),
+            r.note,
+        )
     console.print(table)
     counts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(s.counts.items()))
     console.print(f"trials: {counts}")
     if s.best_number is not None:
-        console.print(f"[bold]best: trial {s.best_number}, macro F1 {s.best_value:.4f}[/bold]  "
-                      f"(storage {s.storage}, artifacts {s.artifacts_dir})")
+        console.print(
+            f"[bold]best: trial {s.best_number}, macro F1 {s.best_value:.4f}[/bold]  "
+            f"(storage {s.storage}, artifacts {s.artifacts_dir})"
+        )
     for p in s.problems:
         console.print(f"[red]problem: {p}[/red]")
     if s.interrupted:
-        console.print("interrupted: the running trial is marked FAIL (it does not count) and its config "
-                      "is queued again; run the same command to resume.")
+        console.print(
+            "interrupted: the running trial is marked FAIL (it does not count) and its config "
+            "is queued again; run the same command to resume."
+        )
         raise typer.Exit(130)
     if s.problems and s.finished < s.trials_wanted:
         raise typer.Exit(1)
     console.print("next: maskopt best   (then maskopt best --export)")
 
 
-spaces_app = typer.Typer(help="Search spaces: list them, or show one.", no_args_is_help=False,
-                         invoke_without_command=True)
+spaces_app = typer.Typer(
+    help="Search spaces: list them, or show one.",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
 app.add_typer(spaces_app, name="spaces")
 
 
@@ -343,7 +454,9 @@ def spaces(ctx: typer.Context) -> None:
 
 @spaces_app.command("show")
 @friendly
-def spaces_show(name: Annotated[str, typer.Argument(help="A built-in space name or a .yaml/.toml file.")]) -> None:
+def spaces_show(
+    name: Annotated[str, typer.Argument(help="A built-in space name or a .yaml/.toml file.")],
+) -> None:
     """Print one space: each key's distribution or fixed value."""
     from maskopt.spaces import get_space
 
@@ -364,17 +477,33 @@ def studies(storage: StorageOpt = DEFAULT_STORAGE) -> None:
         typer.echo(f"no studies in {storage} yet (maskopt search creates one).")
         return
     table = Table(title=f"studies in {storage}")
-    for col, just in [("study", "left"), ("done", "right"), ("pruned", "right"), ("fail", "right"),
-                      ("run", "right"), ("best F1", "right"), ("trial", "right"),
-                      ("space", "left"), ("k", "right"), ("last activity", "left")]:
+    for col, just in [
+        ("study", "left"),
+        ("done", "right"),
+        ("pruned", "right"),
+        ("fail", "right"),
+        ("run", "right"),
+        ("best F1", "right"),
+        ("trial", "right"),
+        ("space", "left"),
+        ("k", "right"),
+        ("last activity", "left"),
+    ]:
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for i in infos:
         c = i.counts
-        table.add_row(i.name, str(c.get("COMPLETE", 0)), str(c.get("PRUNED", 0)), str(c.get("FAIL", 0)),
-                      str(c.get("RUNNING", 0) + c.get("WAITING", 0)), _fmt(i.best_value),
-                      "-" if i.best_trial is None else str(i.best_trial), i.space or "-",
-                      "-" if i.n_folds is None else str(i.n_folds),
-                      i.last_activity.strftime("%m-%d %H:%M") if i.last_activity else "-")
+        table.add_row(
+            i.name,
+            str(c.get("COMPLETE", 0)),
+            str(c.get("PRUNED", 0)),
+            str(c.get("FAIL", 0)),
+            str(c.get("RUNNING", 0) + c.get("WAITING", 0)),
+            _fmt(i.best_value),
+            "-" if i.best_trial is None else str(i.best_trial),
+            i.space or "-",
+            "-" if i.n_folds is None else str(i.n_folds),
+            i.last_activity.strftime("%m-%d %H:%M") if i.last_activity else "-",
+        )
     Console().print(table)
 
 
@@ -396,16 +525,24 @@ def dashboard(
 @app.command()
 @friendly
 def train(
-    config: Annotated[Path, typer.Option("--config", help="Config file: .json, .yaml, .yml or .toml.")],
+    config: Annotated[
+        Path, typer.Option("--config", help="Config file: .json, .yaml, .yml or .toml.")
+    ],
     data: DataOpt = DEFAULT_DATA,
     crop: CropOpt = "center",
     cache: CacheOpt = None,
     skip_bad: SkipBadOpt = False,
     fold: Annotated[int, typer.Option("--fold", help="Which fold to validate on (0-based).")] = 0,
-    folds: Annotated[int, typer.Option("--folds", help="Number of folds (by person, stratified).")] = 5,
+    folds: Annotated[
+        int, typer.Option("--folds", help="Number of folds (by person, stratified).")
+    ] = 5,
     fold_seed: Annotated[int, typer.Option("--fold-seed", help="Seed of the fold split.")] = 0,
-    full: Annotated[bool, typer.Option("--full", help="Train on all the data (no validation).")] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default runs/<config name>).")] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Train on all the data (no validation).")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default runs/<config name>).")
+    ] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Train one config on one fold (or all data): checkpoint, metrics.json, TensorBoard."""
@@ -421,27 +558,53 @@ def train(
     ds = read_train(data, skip_bad=skip_bad, crop=crop, cache_dir=cache)
     console = Console()
     what = "all data" if full else f"fold {fold} of {folds}"
-    console.print(f"training {cfg.backbone} ({cfg.head} head, {cfg.image_size} px) on {what}: "
-                  f"{len(ds)} images of {ds.n_people} people")
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    console.print(
+        f"training {cfg.backbone} ({cfg.head} head, {cfg.image_size} px) on {what}: "
+        f"{len(ds)} images of {ds.n_people} people"
+    )
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("epochs", total=cfg.epochs)
 
         def show(m: dict) -> None:
-            f1 = "" if m["val_f1"] is None else f"  val F1 {m['val_f1']:.4f}  val loss {m['val_loss']:.4f}"
-            bar.console.print(f"epoch {m['epoch']:>3}/{cfg.epochs}  loss {m['train_loss']:.4f}{f1}  "
-                              f"lr {m['lr']:.2e}  {m['images_per_s']:.0f} img/s  {m['seconds']:.1f} s")
+            f1 = (
+                ""
+                if m["val_f1"] is None
+                else f"  val F1 {m['val_f1']:.4f}  val loss {m['val_loss']:.4f}"
+            )
+            bar.console.print(
+                f"epoch {m['epoch']:>3}/{cfg.epochs}  loss {m['train_loss']:.4f}{f1}  "
+                f"lr {m['lr']:.2e}  {m['images_per_s']:.0f} img/s  {m['seconds']:.1f} s"
+            )
             bar.advance(task)
 
-        res = train_to_dir(cfg, ds, out, fold=fold, n_folds=folds, fold_seed=fold_seed, full=full,
-                           device=device, on_epoch=show)
+        res = train_to_dir(
+            cfg,
+            ds,
+            out,
+            fold=fold,
+            n_folds=folds,
+            fold_seed=fold_seed,
+            full=full,
+            device=device,
+            on_epoch=show,
+        )
     if res["best_f1"] is not None:
         v = res["validation"]
-        console.print(f"[bold]best macro F1 {res['best_f1']:.4f} at epoch {res['best_epoch']}[/bold]  "
-                      f"(mask {v['mask_f1']:.3f}, gender {v['gender_f1']:.3f}, age {v['age_f1']:.3f}, "
-                      f"accuracy {v['accuracy']:.3f})")
+        console.print(
+            f"[bold]best macro F1 {res['best_f1']:.4f} at epoch {res['best_epoch']}[/bold]  "
+            f"(mask {v['mask_f1']:.3f}, gender {v['gender_f1']:.3f}, age {v['age_f1']:.3f}, "
+            f"accuracy {v['accuracy']:.3f})"
+        )
     console.print(f"{res['images_per_s']:.0f} img/s training, {res['seconds']:.0f} s in all")
-    console.print(f"wrote {out / CHECKPOINT}, {out / METRICS}; tensorboard --logdir {out / TENSORBOARD}")
+    console.print(
+        f"wrote {out / CHECKPOINT}, {out / METRICS}; tensorboard --logdir {out / TENSORBOARD}"
+    )
 
 
 def _predict_rows(
@@ -457,10 +620,15 @@ def _predict_rows(
         raise ConfigError("give IMAGES... or --eval (with --data DIR), not both and not neither.")
     if source.is_dir():
         if not is_bundle(source):
-            raise ConfigError(f"{source} is a folder but not a bundle (no manifest.json); "
-                              "give a checkpoint file or a folder written by maskopt best --export.")
-        pred = (predict_eval(source, eval_data, device=device) if eval_data is not None
-                else predict_files(source, images, device=device))
+            raise ConfigError(
+                f"{source} is a folder but not a bundle (no manifest.json); "
+                "give a checkpoint file or a folder written by maskopt best --export."
+            )
+        pred = (
+            predict_eval(source, eval_data, device=device)
+            if eval_data is not None
+            else predict_files(source, images, device=device)
+        )
     elif eval_data is not None:
         from maskopt.data.layout import read_eval
         from maskopt.errors import DataError
@@ -469,7 +637,9 @@ def _predict_rows(
 
         ev = read_eval(eval_data, crop=crop)
         if ev is None:
-            raise DataError(f"no eval/ folder in {eval_data} (expected eval/info.csv and eval/images/).")
+            raise DataError(
+                f"no eval/ folder in {eval_data} (expected eval/info.csv and eval/images/)."
+            )
         model, cfg = load_model(source, device=device)
         probs = predict_probs(model, ev.images(cfg.image_size), device=device, tta=tta)
         pred = Prediction(list(ev.image_ids), probs, ev.solution)
@@ -484,17 +654,35 @@ def _predict_rows(
 @friendly
 def predict(
     checkpoint: Annotated[
-        Path, typer.Argument(help="A checkpoint (model.pt from maskopt train) or a bundle folder (maskopt best --export).")
+        Path,
+        typer.Argument(
+            help="A checkpoint (model.pt from maskopt train) or a bundle folder (maskopt best --export)."
+        ),
     ],
-    images: Annotated[list[Path] | None, typer.Argument(help="Image files or folders of images.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Write a CSV here instead of printing a table.")] = None,
+    images: Annotated[
+        list[Path] | None, typer.Argument(help="Image files or folders of images.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write a CSV here instead of printing a table.")
+    ] = None,
     eval_: Annotated[
-        bool, typer.Option("--eval", help="Predict <data>/eval (info.csv order); prints the held-out F1 if solution.csv is there.")
+        bool,
+        typer.Option(
+            "--eval",
+            help="Predict <data>/eval (info.csv order); prints the held-out F1 if solution.csv is there.",
+        ),
     ] = False,
     data: DataOpt = DEFAULT_DATA,
-    crop: Annotated[str, typer.Option("--crop", help="Face crop for a checkpoint (a bundle uses its own).")] = "center",
+    crop: Annotated[
+        str, typer.Option("--crop", help="Face crop for a checkpoint (a bundle uses its own).")
+    ] = "center",
     device: DeviceOpt = "auto",
-    tta: Annotated[bool, typer.Option("--tta", help="Average with the mirrored image (a bundle uses its own setting).")] = False,
+    tta: Annotated[
+        bool,
+        typer.Option(
+            "--tta", help="Average with the mirrored image (a bundle uses its own setting)."
+        ),
+    ] = False,
 ) -> None:
     """Predict mask / gender / age classes of new photos (any size) with a checkpoint or a bundle."""
     import csv
@@ -505,7 +693,9 @@ def predict(
 
     from maskopt.trainer.config import atomic_write_text
 
-    rows, heldout = _predict_rows(checkpoint, list(images or []), crop, device, tta, data if eval_ else None)
+    rows, heldout = _predict_rows(
+        checkpoint, list(images or []), crop, device, tta, data if eval_ else None
+    )
     cols = ("image", "class", "mask", "gender", "age", "probability")
     if out is not None:
         buf = io.StringIO()
@@ -519,7 +709,14 @@ def predict(
         for c in cols:
             table.add_column(c, justify="right" if c in ("class", "probability") else "left")
         for r in rows:
-            table.add_row(r["image"], str(r["class"]), r["mask"], r["gender"], r["age"], f"{r['probability']:.3f}")
+            table.add_row(
+                r["image"],
+                str(r["class"]),
+                r["mask"],
+                r["gender"],
+                r["age"],
+                f"{r['probability']:.3f}",
+            )
         Console().print(table)
     if heldout is not None:
         Console().print(f"held-out macro F1 (eval/solution.csv): {heldout:.4f}")
@@ -595,4 +792,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -23,7 +23,14 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from maskopt.data.synth import synthesize
 
     out = tmp_path_factory.mktemp("tiny") / "data"
-    synthesize(out, people=TINY_PEOPLE, eval_people=TINY_EVAL_PEOPLE, seed=0, size=TINY_SIZE, progress=False)
+    synthesize(
+        out,
+        people=TINY_PEOPLE,
+        eval_people=TINY_EVAL_PEOPLE,
+        seed=0,
+        size=TINY_SIZE,
+        progress=False,
+    )
     return out
 
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from maskopt.errors import ConfigError
 from maskopt.search.models import enters_top_k
 from maskopt.search.options import SearchOptions
 
@@ -62,6 +63,13 @@ class KFoldObjective:
             opts.data, skip_bad=opts.skip_bad, crop=opts.crop, cache_dir=opts.cache
         )
         self.labels = self.data.labels(TRUE_OLD_AGE)
+        # Checked once here, before any trial or worker: every trial would fail on it otherwise.
+        n_people = len(np.unique(self.data.groups()))
+        if not 2 <= opts.folds <= n_people:
+            raise ConfigError(
+                f"--folds must be in 2..{n_people} (the number of people in {opts.data}), "
+                f"but got {opts.folds}."
+            )
         self.artifacts_dir = artifacts_dir_for(opts.storage, opts.artifacts)
         self.store = create_artifact_store(self.artifacts_dir)
         self._folds: list[tuple[np.ndarray, np.ndarray]] | None = None

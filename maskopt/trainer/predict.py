@@ -4,6 +4,7 @@ and the `maskopt predict CHECKPOINT IMAGES...` path for new photos of any size."
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -110,7 +111,7 @@ def prediction_rows(paths: list[Path], probs: np.ndarray) -> list[dict]:
 
 def predict_files(
     checkpoint: str | os.PathLike,
-    images: list[str | os.PathLike],
+    images: Sequence[str | os.PathLike],
     *,
     crop: str = "center",
     device: str = "auto",
