@@ -37,10 +37,10 @@ class TrainConfig:
     head: str = "single"  # single: one 18-way head; multi: mask 3 / gender 2 / age 3 heads
     head_hidden: tuple[int, ...] = ()  # widths of hidden layers in the head (0 or more)
     # optimisation
-    batch_size: int = 64
+    batch_size: int = 32  # 32 at 64 px: enough optimizer steps per epoch on small sets
     epochs: int = 10
     optimizer: str = "adamw"  # sgd (momentum 0.9, nesterov) / adam / adamw
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 1e-4  # not applied to biases and norm weights
     scheduler: str = "cosine"  # none / step / cosine / plateau (stepped once an epoch)
     warmup_epochs: int = 0  # linear warm-up epochs before the scheduler takes over
