@@ -26,7 +26,7 @@ def list_studies(url: str) -> list[StudyInfo]:
     """Every study in `url`, with its trials by state, best value and last activity."""
     import optuna
 
-    storage = create_storage(url, heartbeat=False)
+    storage = create_storage(url, heartbeat=False, must_exist=True)
     out = []
     for frozen in storage.get_all_studies():
         study = optuna.load_study(study_name=frozen.study_name, storage=storage)
@@ -64,7 +64,7 @@ def serve_dashboard(url: str, artifacts: str | os.PathLike | None, host: str, po
     """Run optuna-dashboard on the storage (and the artifact folder, when there is one); blocks."""
     from optuna_dashboard import run_server
 
-    storage = create_storage(url, heartbeat=False)
+    storage = create_storage(url, heartbeat=False, must_exist=True)
     try:
         directory: Path | None = artifacts_dir_for(url, artifacts)
     except ConfigError:  # a server URL without --artifacts: the dashboard runs without artifacts

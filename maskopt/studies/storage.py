@@ -94,6 +94,7 @@ def create_storage(
     *,
     interval: int | None = None,
     retry: bool = True,
+    must_exist: bool = False,
 ) -> RDBStorage:
     """An RDBStorage for `url`, with heartbeats (and retry of stale trials) when `heartbeat`.
 
@@ -106,6 +107,11 @@ def create_storage(
     _check_url(url)
     engine_kwargs: dict[str, Any] = {}
     path = sqlite_path(url)
+    if must_exist and path is not None and not Path(path).exists():
+        # Reading commands (best, studies, dashboard) must not leave an empty database behind.
+        raise StudyError(
+            f"no storage at {url}: {path} does not exist (run `maskopt search` first, or pass --storage)."
+        )
     if path is not None:
         _enable_wal(path)
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
@@ -184,7 +190,7 @@ def load_study(url: str, name: str, *, storage: RDBStorage | None = None) -> opt
     """The study `name` in `url`; StudyError listing the names present when it is missing."""
     import optuna
 
-    storage = storage or create_storage(url, heartbeat=False)
+    storage = storage or create_storage(url, heartbeat=False, must_exist=True)
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
