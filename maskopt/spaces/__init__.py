@@ -66,21 +66,9 @@ def load_space_file(path: str | os.PathLike) -> Space:
         raise ConfigError(
             f"space file {str(path)!r}: expected .yaml, .yml or .toml, got {suffix!r}."
         )
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"cannot read space file {str(path)!r}: {err.strerror}.") from None
-    try:
-        if suffix == ".toml":
-            import tomllib
+    from maskopt.trainer.config import read_structured_file
 
-            data = tomllib.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as err:  # each parser has its own error type; all mean "does not parse"
-        raise ConfigError(f"space file {str(path)!r} does not parse: {err}") from None
+    data = read_structured_file(path, suffix, "space file")
     return space_from_dict(data, str(path), default_name=path.stem, source=str(path))
 
 

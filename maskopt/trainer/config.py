@@ -203,27 +203,31 @@ def _suffix(path: Path) -> str:
     return suffix
 
 
-def load_config(path: str | os.PathLike) -> TrainConfig:
-    """Read a config file (.json / .yaml / .yml / .toml)."""
-    path = Path(path)
-    suffix = _suffix(path)
+def read_structured_file(path: Path, suffix: str, what: str) -> Any:
+    """Parse a .json / .yaml / .yml / .toml file (config files and space files alike);
+    a file that cannot be read or parsed is a ConfigError naming `what` and the path."""
     try:
         text = path.read_text()
     except OSError as err:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {err.strerror}.") from None
+        raise ConfigError(f"cannot read {what} {str(path)!r}: {err.strerror}.") from None
     try:
         if suffix == ".json":
-            data = json.loads(text)
-        elif suffix == ".toml":
+            return json.loads(text)
+        if suffix == ".toml":
             import tomllib
 
-            data = tomllib.loads(text)
-        else:
-            import yaml
+            return tomllib.loads(text)
+        import yaml
 
-            data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except Exception as err:  # every parser has its own error type; all mean "does not parse"
-        raise ConfigError(f"config file {str(path)!r} does not parse: {err}") from None
+        raise ConfigError(f"{what} {str(path)!r} does not parse: {err}") from None
+
+
+def load_config(path: str | os.PathLike) -> TrainConfig:
+    """Read a config file (.json / .yaml / .yml / .toml)."""
+    path = Path(path)
+    data = read_structured_file(path, _suffix(path), "config file")
     if data is None:
         data = {}
     try:
