@@ -288,8 +288,12 @@ def search(
         ),
     ] = 20,
     space: Annotated[
-        str, typer.Option("--space", help="Search space: cpu, default, or a .yaml/.toml file.")
-    ] = "default",
+        str,
+        typer.Option(
+            "--space",
+            help="Search space: auto (default on a GPU, cpu without), default, cpu, or a .yaml/.toml file.",
+        ),
+    ] = "auto",
     folds: Annotated[
         int, typer.Option("--folds", help="k of the k-fold CV (fixed per study).")
     ] = 5,
@@ -352,6 +356,12 @@ def search(
     from maskopt.search import SearchOptions, run_search
     from maskopt.search.options import parse_gpus
 
+    if space == "auto":
+        from maskopt.trainer.device import resolve_device
+
+        on_gpu = bool(gpus) or resolve_device(device).type != "cpu"
+        space = "default" if on_gpu else "cpu"
+        typer.echo(f"space: {space} (--space auto: {'a GPU' if on_gpu else 'no GPU'} here)")
     opts = SearchOptions(
         data=data,
         crop=crop,
