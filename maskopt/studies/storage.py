@@ -11,6 +11,7 @@ PostgreSQL URL instead.
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -81,11 +82,23 @@ def _enable_wal(path: Path) -> None:
     """WAL is a property of the database file: set once, every later connection has it."""
     import sqlite3
 
-    con = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
-    try:
-        con.execute("PRAGMA journal_mode=WAL")
-    finally:
-        con.close()
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        con = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
+        try:
+            if con.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return  # already WAL: reading the mode needs no exclusive lock
+            con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            # Switching to WAL needs the file to itself, and a lock upgrade that could deadlock
+            # fails at once with "locked", without waiting out the busy timeout: another
+            # process opening the same new database just now. Wait a moment and try again.
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+        finally:
+            con.close()
+        time.sleep(0.05 + random.random() * 0.1)
 
 
 def create_storage(
