@@ -640,19 +640,11 @@ def _predict_rows(
             else predict_files(source, images, device=device)
         )
     elif eval_data is not None:
-        from maskopt.data.layout import read_eval
-        from maskopt.errors import DataError
-        from maskopt.trainer.checkpoint import load_model
-        from maskopt.trainer.predict import predict_probs
+        from maskopt.trainer.predict import predict_eval as predict_eval_checkpoint
 
-        ev = read_eval(eval_data, crop=crop)
-        if ev is None:
-            raise DataError(
-                f"no eval/ folder in {eval_data} (expected eval/info.csv and eval/images/)."
-            )
-        model, cfg = load_model(source, device=device)
-        probs = predict_probs(model, ev.images(cfg.image_size), device=device, tta=tta)
-        pred = Prediction(list(ev.image_ids), probs, ev.solution)
+        pred = Prediction(
+            *predict_eval_checkpoint(source, eval_data, crop=crop, device=device, tta=tta)
+        )
     else:
         from maskopt.trainer.predict import predict_files as predict_checkpoint
 

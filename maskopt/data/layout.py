@@ -530,6 +530,16 @@ def read_eval(
     )
 
 
+def require_eval(
+    data_dir: Path | str, *, crop: str = "center", cache_dir: Path | str | None = None
+) -> EvalSet:
+    """The eval set of ``data_dir``; a DataError when there is no eval/ folder."""
+    ev = read_eval(data_dir, crop=crop, cache_dir=cache_dir)
+    if ev is None:
+        raise DataError(f"no eval/ folder in {data_dir} (expected eval/info.csv and eval/images/).")
+    return ev
+
+
 def _read_solution(path: Path, ids: list[str]) -> np.ndarray | None:
     """True classes in info.csv order from solution.csv (ImageID + ans), or None without one."""
     if not path.is_file():

@@ -240,11 +240,9 @@ def predict_eval(
     folder: Path, data_dir: Path, *, device: str = "auto", cache_dir: Path | None = None
 ) -> Prediction:
     """The bundle on `<data_dir>/eval` (info.csv order), with solution.csv's classes when there."""
-    from maskopt.data.layout import read_eval
+    from maskopt.data.layout import require_eval
 
     manifest = read_manifest(folder)
-    ev = read_eval(data_dir, crop=manifest.crop, cache_dir=cache_dir)
-    if ev is None:
-        raise DataError(f"no eval/ folder in {data_dir} (expected eval/info.csv and eval/images/).")
+    ev = require_eval(data_dir, crop=manifest.crop, cache_dir=cache_dir)
     probs = predict_images(folder, ev.images, device=device, manifest=manifest)
     return Prediction(list(ev.image_ids), probs, ev.solution)

@@ -127,3 +127,22 @@ def predict_files(
     paths = expand_images(list(images))
     batch = np.stack([prepare_image(p, cfg.image_size, crop) for p in paths])
     return prediction_rows(paths, predict_probs(model, batch, device=dev, tta=tta))
+
+
+def predict_eval(
+    checkpoint: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    *,
+    crop: str = "center",
+    device: str = "auto",
+    tta: bool = False,
+) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+    """A checkpoint on ``<data_dir>/eval``: image ids (info.csv order), probabilities (N, 18)
+    and solution.csv's classes when there."""
+    from maskopt.data.layout import require_eval
+    from maskopt.trainer.checkpoint import load_model
+
+    ev = require_eval(Path(data_dir), crop=crop)
+    model, cfg = load_model(checkpoint, device=device)
+    probs = predict_probs(model, ev.images(cfg.image_size), device=device, tta=tta)
+    return list(ev.image_ids), probs, ev.solution
