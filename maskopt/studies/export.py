@@ -321,12 +321,12 @@ def _tta_oof(
     return out
 
 
-def _images_per_s(cfg: TrainConfig, images: np.ndarray, device: str, tta: bool) -> float:
+def _images_per_s(cfg: TrainConfig, images: np.ndarray, device: Any, tta: bool) -> float:
     """Inference throughput of one model of this config (weights do not change speed)."""
     from maskopt.trainer.models import create_model
     from maskopt.trainer.predict import predict_probs
 
-    model = create_model(dataclasses.replace(cfg, pretrained=False, weights=None))
+    model = create_model(dataclasses.replace(cfg, pretrained=False, weights=None), device)
     predict_probs(model, images[:8], device=device, tta=tta)  # warm-up (allocations, cudnn)
     best = math.inf
     for _ in range(3):  # the fastest of three: other processes only ever slow a run down

@@ -77,9 +77,7 @@ def load_model(
     path: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> tuple[torch.nn.Module, TrainConfig]:
     """The checkpoint's model in eval mode on `device`, and its config."""
-    import torch
-
-    from maskopt.trainer.device import channels_last, resolve_device
+    from maskopt.trainer.device import place_model
     from maskopt.trainer.models import create_model
 
     ckpt = read_checkpoint(path)
@@ -93,8 +91,4 @@ def load_model(
         raise CheckpointError(
             f"checkpoint {str(path)!r} does not fit its own config: {err}"
         ) from None
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
-    model.to(dev).eval()
-    if channels_last(dev):
-        model.to(memory_format=torch.channels_last)
-    return model, cfg
+    return place_model(model, device).eval(), cfg

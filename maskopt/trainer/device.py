@@ -21,10 +21,19 @@ class DeviceOutOfMemory(MaskoptError):
     """The model, batch and images do not fit in the device's memory."""
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """auto: CUDA if there, else MPS if there, else CPU. `cuda:1` picks a GPU."""
+class DevicePlacementError(MaskoptError):
+    """A model and its inputs are on different devices (a bug in the caller: see place_model)."""
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """auto: CUDA if there, else MPS if there, else CPU. `cuda:1` picks a GPU.
+
+    A `torch.device` is taken as it is: it was resolved already (or a test chose it).
+    """
     import torch
 
+    if isinstance(name, torch.device):
+        return name
     kind = str(name).split(":")[0]
     if kind not in DEVICES:
         raise ConfigError(
@@ -46,6 +55,55 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device(name)
     except RuntimeError as err:
         raise ConfigError(f"device: {name!r} is not a device name ({err}).") from None
+
+
+def place_model(model: torch.nn.Module, device: str | torch.device) -> torch.nn.Module:
+    """The one placement rule: `model` moved to `device`, in the memory layout that is fastest
+    there (see `channels_last`). Every function that creates or loads a model calls this."""
+    import torch
+
+    dev = resolve_device(device)
+    model.to(dev)
+    if channels_last(dev):
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def model_device(model: torch.nn.Module) -> torch.device | None:
+    """The device of the model's first parameter (or buffer); None for a model without any."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return None
+
+
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """`cuda` and `cuda:0` are the same device when 0 is the current one."""
+    if a.type != b.type:
+        return False
+    if a.index is None or b.index is None:
+        import torch
+
+        if a.type != "cuda":
+            return True
+        current = torch.cuda.current_device()
+        return (a.index if a.index is not None else current) == (
+            b.index if b.index is not None else current
+        )
+    return a.index == b.index
+
+
+def check_placement(model: torch.nn.Module, device: torch.device, where: str) -> None:
+    """DevicePlacementError naming both devices when `model` is not on `device`.
+
+    Caught here, once a call, instead of as a dtype or device mismatch deep inside a
+    convolution: the message says which step put the model where.
+    """
+    have = model_device(model)
+    if have is not None and not same_device(have, device):
+        raise DevicePlacementError(
+            f"{where}: the model is on {have} but its inputs go to {device}; "
+            f"create or load it with device={str(device)!r} (trainer.device.place_model)."
+        )
 
 
 def is_oom(err: BaseException) -> bool:

@@ -138,13 +138,13 @@ class FoldRun:
         import torch
 
         from maskopt.data.augment import create_augment
-        from maskopt.trainer.device import channels_last, norm_tensors, oom_as_error, resolve_device
+        from maskopt.trainer.device import norm_tensors, oom_as_error, resolve_device
         from maskopt.trainer.losses import class_weights, create_loss
         from maskopt.trainer.models import create_model
         from maskopt.trainer.optim import create_optimizer, create_scheduler
 
         self.cfg = cfg
-        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.device = resolve_device(device)
         self.train_idx = np.asarray(train_idx, dtype=np.int64)
         self.val_idx = None if val_idx is None else np.asarray(val_idx, dtype=np.int64)
         if cfg.batch_size > len(self.train_idx):
@@ -171,12 +171,9 @@ class FoldRun:
             torch.random.fork_rng(devices=[self.device] if self._cuda else []),
         ):
             torch.manual_seed(cfg.seed)  # CPU and CUDA generators
-            model = create_model(cfg)
+            model = create_model(cfg, self.device)
             self._rng_state = torch.get_rng_state()  # dropout's stream for this run only
             self._cuda_rng = torch.cuda.get_rng_state(self.device) if self._cuda else None
-            model.to(self.device)
-            if channels_last(self.device):
-                model.to(memory_format=torch.channels_last)
         self.model: Any = model
         self.optimizer = create_optimizer(cfg, model)
         self.scheduler = create_scheduler(
@@ -213,9 +210,10 @@ class FoldRun:
         """Train one epoch; returns (mean training loss, images per second)."""
         import torch
 
-        from maskopt.trainer.device import amp_dtype, to_input
+        from maskopt.trainer.device import amp_dtype, check_placement, to_input
 
         cfg, model = self.cfg, self.model
+        check_placement(model, self.device, "training")
         frozen = self.epochs_run < cfg.freeze_epochs
         self._set_frozen(frozen)
         model.train()

@@ -83,8 +83,13 @@ def _build_classes():
     return SingleHead, MultiHead, MaskNet
 
 
-def create_model(cfg: TrainConfig) -> torch.nn.Module:
-    """forward(x: float NCHW, normalised) -> log-probabilities (N, 18), float32."""
+def create_model(cfg: TrainConfig, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """forward(x: float NCHW, normalised) -> log-probabilities (N, 18), float32; on `device`.
+
+    Built (and randomly initialised from torch's CPU generator) on the CPU, then placed
+    with `trainer.device.place_model`, so a seed gives the same weights on every device.
+    """
+    from maskopt.trainer.device import place_model
 
     SingleHead, MultiHead, MaskNet = _build_classes()
     try:
@@ -101,7 +106,8 @@ def create_model(cfg: TrainConfig) -> torch.nn.Module:
     if cfg.weights:
         load_backbone_weights(backbone, cfg.weights)
     head_cls = SingleHead if cfg.head == "single" else MultiHead
-    return MaskNet(backbone, head_cls(feature_width(backbone), cfg.head_hidden, cfg.dropout))
+    model = MaskNet(backbone, head_cls(feature_width(backbone), cfg.head_hidden, cfg.dropout))
+    return place_model(model, device)
 
 
 def feature_width(backbone: torch.nn.Module) -> int:

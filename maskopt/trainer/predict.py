@@ -35,9 +35,16 @@ def predict_probs(
     """
     import torch
 
-    from maskopt.trainer.device import amp_dtype, norm_tensors, resolve_device, to_input
+    from maskopt.trainer.device import (
+        amp_dtype,
+        check_placement,
+        norm_tensors,
+        resolve_device,
+        to_input,
+    )
 
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    dev = resolve_device(device)
+    check_placement(model, dev, "predict_probs")
     mean, std = norm_tensors(dev)
     dtype = amp_dtype(dev)
     index = np.arange(len(images_uint8)) if rows is None else np.asarray(rows)
@@ -114,7 +121,7 @@ def predict_files(
     images: Sequence[str | os.PathLike],
     *,
     crop: str = "center",
-    device: str = "auto",
+    device: str | torch.device = "auto",
     tta: bool = False,
 ) -> list[dict]:
     """Predict new photos (any size) with one checkpoint; they get the training crop and resize."""
@@ -134,15 +141,17 @@ def predict_eval(
     data_dir: str | os.PathLike,
     *,
     crop: str = "center",
-    device: str = "auto",
+    device: str | torch.device = "auto",
     tta: bool = False,
 ) -> tuple[list[str], np.ndarray, np.ndarray | None]:
     """A checkpoint on ``<data_dir>/eval``: image ids (info.csv order), probabilities (N, 18)
     and solution.csv's classes when there."""
     from maskopt.data.layout import require_eval
     from maskopt.trainer.checkpoint import load_model
+    from maskopt.trainer.device import resolve_device
 
     ev = require_eval(Path(data_dir), crop=crop)
-    model, cfg = load_model(checkpoint, device=device)
-    probs = predict_probs(model, ev.images(cfg.image_size), device=device, tta=tta)
+    dev = resolve_device(device)
+    model, cfg = load_model(checkpoint, device=dev)
+    probs = predict_probs(model, ev.images(cfg.image_size), device=dev, tta=tta)
     return list(ev.image_ids), probs, ev.solution
