@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     import torch
 
 
-
 class DeviceAugment:
     """float NCHW (0..1) -> float NCHW (0..1), each sample with its own random parameters."""
 

@@ -55,4 +55,3 @@ def mix_batch(x: torch.Tensor, target: torch.Tensor, kind: str, alpha: float) ->
         box = box_mask(y0, y1, x0, x1, h, w, x.device)
         torch.where(box, partner, x, out=out)
     return Mixed(out, target[perm.to(target.device)], lam.to(target.device))
-

@@ -31,7 +31,9 @@ def test_a_config_from_before_the_gpu_keys_loads_and_trains_as_it_did(tmp_path):
     old = {k: v for k, v in config_to_dict(TrainConfig(lr=0.01)).items() if k not in GPU_KEYS}
     cfg = config_from_dict(old)
     assert (cfg.augment_on, cfg.mix, cfg.compile) == ("cpu", "none", False)
-    new = config_from_dict({"augment_on": "device", "mix": "cutmix", "mix_alpha": 1, "compile": True})
+    new = config_from_dict(
+        {"augment_on": "device", "mix": "cutmix", "mix_alpha": 1, "compile": True}
+    )
     assert new.mix_alpha == 1.0 and isinstance(new.mix_alpha, float)
     path = tmp_path / "c.toml"
     save_config(new, path)
