@@ -245,7 +245,7 @@ def measure_inference(ds, cfg, device, repeats: int = 3) -> dict:
 
 
 def augment_costs(ds, size: int, device, n: int = 256) -> dict:
-    """Per image: albumentations on one CPU core (images/s per core) and kornia on `device`
+    """At `size` px: albumentations on one CPU core (images/s per core) and kornia on `device`
     (images/s for batches of 64), for strengths 1..3."""
     import numpy as np
     import torch
@@ -438,14 +438,17 @@ def report(args, cmd: str, device, setup: dict, rows: list, costs: dict, compile
     lines[-1] += "; ".join(verdicts) + "."
     lines += [
         "",
-        f"Augmentation alone at {args.size} px (images/s): albumentations on one CPU core, "
-        f"kornia on {device.type} in batches of 64:",
+        f"Augmentation alone (images/s): albumentations on one CPU core, kornia on "
+        f"{device.type} in batches of 64:",
         "",
-        "| strength | albumentations per core | kornia on the device |",
-        "| ---: | ---: | ---: |",
+        "| size | strength | albumentations per core | kornia on the device |",
+        "| ---: | ---: | ---: | ---: |",
     ]
-    for s, c in costs.items():
-        lines.append(f"| {s} | {_fmt(c['albumentations_per_core'])} | {_fmt(c['kornia'])} |")
+    for size, by_strength in costs.items():
+        for s, c in by_strength.items():
+            lines.append(
+                f"| {size} | {s} | {_fmt(c['albumentations_per_core'])} | {_fmt(c['kornia'])} |"
+            )
     if workers:
         lines += [
             "",
@@ -500,6 +503,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--compile-backbones", help="backbones to time with compile: true ('none': skip)"
     )
+    p.add_argument(
+        "--cost-sizes", help="sizes to time augmentation alone at (default: --size and 224)"
+    )
     p.add_argument("--threads", type=int, help="torch threads here (default: 1 on the CPU)")
     p.add_argument("--data", type=Path, help="an existing data folder (default: synthesise one)")
     p.add_argument("--report", type=Path, help="write the section into this file")
@@ -525,6 +531,9 @@ def main(argv: list[str] | None = None) -> int:
         (on_gpu, args.short), 30
     )
     args.epochs = args.epochs or (2 if args.short else 3)
+    args.cost_sizes = sorted(
+        {int(x) for x in args.cost_sizes.split(",")} if args.cost_sizes else {args.size, 224}
+    )
     args.workers = args.workers or ("1,2,4" if on_gpu else "1,2")
     worker_backbones = (args.workers_backbones or backbones[0]).split(",")
     compile_backbones = args.compile_backbones or (
@@ -546,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         setup = {"machine": machine(device), "images": len(ds), "people": ds.n_people}
         rows, compiled, workers = [], [], []
         try:
-            costs = augment_costs(ds, args.size, device)
+            costs = {size: augment_costs(ds, size, device) for size in args.cost_sizes}
             print("augmentation alone (img/s):", json.dumps(costs), flush=True)
             for backbone in backbones:
                 cfg = TrainConfig(

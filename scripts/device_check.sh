@@ -216,6 +216,7 @@ if [[ $DEVICE == cuda ]]; then
 else
     step bench-gpu 300 "$PYTHON" -m bench.bench_gpu --short --device cpu --people 12 --folds 2 \
         --epochs 1 --backbones mobilenetv3_small_050 --workers 1,2 --compile-backbones none \
+        --cost-sizes 64 \
         --report "$OUT/BENCHMARKS-gpu.md"
 fi
 
