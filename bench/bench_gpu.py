@@ -44,6 +44,22 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 GPU_BACKBONES = "resnet34,efficientnet_b0,efficientnet_b3,convnext_tiny,mobilenetv3_large_100"
 CPU_BACKBONES = "mobilenetv3_small_050,resnet10t"
 TARGET = 0.9
+READING = """Reading it. `augment_on` defaults to `cpu`, what every config trained with before the key
+existed; the `default` space, made for a GPU, sets `device`. Why: a trial splits its worker's
+loader processes between its folds (16 cores and one worker: 15 loaders, 3 per fold of 5; with
+`--gpus 0,0`: 7 each, 1 per fold), so per-image augmentation feeds the fold in training at about
+(loaders per fold) x (albumentations per core, table above) images/s, which at 224 px is
+expected to fall short of what a large GPU trains a small backbone at. Expected, not measured:
+the GPU rows decide, and the `default` space should go back to `cpu` where the device column
+loses. The device path has its own cost: kornia draws each operation's parameters with many
+small tensor operations in the training process (profiled on the CPU: about 870 aten calls a
+batch for RandomAffine, 520 for ColorJitter), which compete with the model step's kernel
+launches for that one Python thread. On a CPU, kornia's colour operations are much slower than
+albumentations (table), so `device` is for GPUs. `compile: true` is opt-in and in no space: on
+the CPU rows it is a modest gain after a compile of minutes (inductor caches it on disk for
+later runs); on a GPU not measured yet. The CPU worker rows compare one worker using 2 OpenMP
+threads with two using 1 each, on 2 cores shared with other jobs: thread contention (see the
+README), not a forecast for a GPU."""
 
 
 # -- GPU utilisation ---------------------------------------------------------------------------
@@ -482,7 +498,24 @@ def report(args, cmd: str, device, setup: dict, rows: list, costs: dict, compile
                 f"| {c['backbone']} | {_fmt(c['eager'])} | {_fmt(c['compiled'])} | "
                 f"{c['compiled'] / c['eager']:.2f} | {c['compile_s']:.0f} |"
             )
+    lines += ["", READING]
     return "\n".join(lines) + "\n"
+
+
+def bench_config(args, backbone: str, **changes):
+    """The TrainConfig every measurement of `backbone` trains: a warm-up epoch, then
+    `--epochs` measured ones, no scheduler (a constant step)."""
+    from maskopt.trainer.config import TrainConfig
+
+    return TrainConfig(
+        backbone=backbone,
+        image_size=args.size,
+        batch_size=args.batch_size,
+        epochs=args.epochs + 1,
+        augment=args.augment,
+        scheduler="none",
+        **changes,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -516,7 +549,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from maskopt.data.layout import read_train
     from maskopt.data.synth import synthesize
-    from maskopt.trainer.config import TrainConfig
     from maskopt.trainer.device import resolve_device
     from maskopt.trainer.folds import create_folds
 
@@ -558,14 +590,7 @@ def main(argv: list[str] | None = None) -> int:
             costs = {size: augment_costs(ds, size, device) for size in args.cost_sizes}
             print("augmentation alone (img/s):", json.dumps(costs), flush=True)
             for backbone in backbones:
-                cfg = TrainConfig(
-                    backbone=backbone,
-                    image_size=args.size,
-                    batch_size=args.batch_size,
-                    epochs=args.epochs + 1,
-                    augment=args.augment,
-                    scheduler="none",
-                )
+                cfg = bench_config(args, backbone)
                 t = time.perf_counter()
                 r = measure_backbone(ds, folds, cfg, device, args.epochs, sampler)
                 r.update(measure_inference(ds, cfg, device), backbone=backbone)
@@ -591,15 +616,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
             on = "device" if on_gpu else "cpu"
             for backbone in worker_backbones:
-                cfg = TrainConfig(
-                    backbone=backbone,
-                    image_size=args.size,
-                    batch_size=args.batch_size,
-                    epochs=args.epochs + 1,
-                    augment=args.augment,
-                    augment_on=on,
-                    scheduler="none",
-                )
+                cfg = bench_config(args, backbone, augment_on=on)
                 for n in (int(x) for x in args.workers.split(",")):
                     t = time.perf_counter()
                     w = measure_workers(data, cache, cfg, n, args.folds, args.epochs, device)

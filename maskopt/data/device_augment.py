@@ -25,8 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from maskopt.data.augment import STRENGTHS
-from maskopt.errors import ConfigError
+from maskopt.data.augment import check_strength
 
 if TYPE_CHECKING:
     import torch
@@ -62,9 +61,7 @@ class DeviceAugment:
 
 def create_device_augment(strength: int) -> DeviceAugment | None:
     """The kornia pipeline of ``strength`` 0..3 (None for 0: nothing to do)."""
-    if strength not in STRENGTHS:
-        raise ConfigError(f"augment must be one of 0, 1, 2, 3, but got augment={strength!r}.")
-    if strength == 0:
+    if check_strength(strength) == 0:
         return None
     import kornia.augmentation as K
 
