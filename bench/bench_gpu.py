@@ -55,9 +55,10 @@ loses. The device path has its own cost: kornia draws each operation's parameter
 small tensor operations in the training process (profiled on the CPU: about 870 aten calls a
 batch for RandomAffine, 520 for ColorJitter), which compete with the model step's kernel
 launches for that one Python thread. On a CPU, kornia's colour operations are much slower than
-albumentations (table), so `device` is for GPUs. `compile: true` is opt-in and in no space: on
-the CPU rows it is a modest gain after a compile of minutes (inductor caches it on disk for
-later runs); on a GPU not measured yet. The CPU worker rows compare one worker using 2 OpenMP
+albumentations (table), so `device` is for GPUs. `compile: true` is opt-in and in no space: the
+compile table's gain has to pay for its cold compile (measured with an empty inductor cache, as
+on a machine's first run; later runs there reuse the cache and compile in seconds) within a
+trial's few thousand images; on a GPU not measured yet. The CPU worker rows compare one worker using 2 OpenMP
 threads with two using 1 each, on 2 cores shared with other jobs: thread contention (see the
 README), not a forecast for a GPU."""
 
@@ -490,7 +491,7 @@ def report(args, cmd: str, device, setup: dict, rows: list, costs: dict, compile
             "`compile: true` (torch.compile of the training step; the limit, eager and "
             "compiled alternating):",
             "",
-            "| backbone | eager img/s | compiled img/s | ratio | one-off compile (s) |",
+            "| backbone | eager img/s | compiled img/s | ratio | cold compile (s) |",
             "| --- | ---: | ---: | ---: | ---: |",
         ]
         for c in compiled:
@@ -575,6 +576,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd = "python -m bench.bench_gpu " + " ".join(sys.argv[1:] if argv is None else argv)
 
     with tempfile.TemporaryDirectory(prefix="maskopt-bench-gpu-") as tmp:
+        # a fresh inductor cache: the compile column is what a machine's first run pays
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(tmp) / "inductor"))
         data = args.data
         if data is None:
             data = Path(tmp) / "data"
