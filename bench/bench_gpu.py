@@ -532,7 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, help="measured epochs (default by mode)")
     p.add_argument("--workers", default=None, help="worker counts to run together, e.g. 1,2,4")
     p.add_argument(
-        "--workers-backbones", help="backbones for the workers runs (default: the first one)"
+        "--workers-backbones",
+        help="backbones for the workers runs (default: efficientnet_b0 on a GPU, else the first)",
     )
     p.add_argument(
         "--compile-backbones", help="backbones to time with compile: true ('none': skip)"
@@ -568,7 +569,9 @@ def main(argv: list[str] | None = None) -> int:
         {int(x) for x in args.cost_sizes.split(",")} if args.cost_sizes else {args.size, 224}
     )
     args.workers = args.workers or ("1,2,4" if on_gpu else "1,2")
-    worker_backbones = (args.workers_backbones or backbones[0]).split(",")
+    # the workers runs: the likely case on a GPU (a small backbone at 224 px)
+    small = "efficientnet_b0" if on_gpu and "efficientnet_b0" in backbones else backbones[0]
+    worker_backbones = (args.workers_backbones or small).split(",")
     compile_backbones = args.compile_backbones or (
         backbones[0] if args.short else ",".join(backbones)
     )
