@@ -68,7 +68,9 @@ def s3_client() -> Any:
         import boto3
         from botocore.config import Config
     except ImportError:
-        raise ConfigError(f"--artifacts s3://... needs boto3, which is not installed: {EXTRA}") from None
+        raise ConfigError(
+            f"--artifacts s3://... needs boto3, which is not installed: {EXTRA}"
+        ) from None
     # A new session each time: boto3's default session keeps the credentials it found first.
     session = boto3.session.Session()
     return session.client("s3", config=Config(connect_timeout=CONNECT_TIMEOUT_S))
