@@ -43,13 +43,24 @@ class OnnxExportError(MaskoptError):
     """The exporter could not turn a bundle's models into an ONNX graph."""
 
 
-def _require(module: str, why: str) -> Any:
+def check_onnx(*, export: bool = False) -> None:
+    """ConfigError naming the extra unless onnxruntime (and, to `export`, onnx and onnxscript)
+    can be imported: callers check before any work, so a missing extra costs nothing."""
     import importlib
 
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ConfigError(f"{why} needs {module}, which is not installed: {EXTRA}") from None
+    modules = ("onnxruntime", "onnx", "onnxscript") if export else ("onnxruntime",)
+    missing = []
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        what = "ONNX export" if export else "the onnx runtime"
+        raise ConfigError(
+            f"{what} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+            f"not installed: {EXTRA}"
+        )
 
 
 def graph_key(manifest: Manifest) -> str:
@@ -188,8 +199,7 @@ def export_onnx(folder: Path, *, manifest: Manifest | None = None, out: Path | N
     `manifest` lets an export that is still building the bundle write the graph before
     manifest.json exists. OnnxExportError, in one line, when the exporter fails.
     """
-    _require("onnx", "ONNX export")
-    _require("onnxscript", "ONNX export")
+    check_onnx(export=True)
     import warnings
 
     import onnx
@@ -253,7 +263,9 @@ def _export_failure(err: BaseException) -> str:
 
 def onnx_session(path: Path) -> Any:
     """An onnxruntime CPU session on `path`; ConfigError naming the extra without onnxruntime."""
-    ort = _require("onnxruntime", "the onnx runtime")
+    check_onnx()
+    import onnxruntime as ort
+
     path = Path(path)
     if not path.is_file():
         raise DataError(
