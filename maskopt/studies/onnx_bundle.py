@@ -4,8 +4,9 @@
 
 Inside the graph, exactly what `bundle.predict_images` does in PyTorch: the ImageNet
 normalisation, each member's checkpoints (mean of their probabilities), the mirror-image TTA
-when the bundle has it, and the weighted soft vote or the hard vote (with its soft-vote
-tie-break, in float64 as `ensemble.hard_vote` computes it). Members trained at different
+when the bundle has it (the images and their mirror images in one batch: half the graph, the
+same numbers, as models in eval mode treat each image on its own), and the weighted soft vote
+or the hard vote (with its soft-vote tie-break, in float64 as `ensemble.hard_vote` computes it). Members trained at different
 image sizes each read their own input, `images_<W>`; a bundle of one size has one input,
 `images`. The crop and resize stay outside (`data.crop.prepare_image` does them, as for
 every maskopt prediction), and the graph's metadata names the crop and each input's size.
@@ -137,10 +138,13 @@ def _build_ensemble_class():
             for models, k in zip(self.members, self.member_input, strict=True):
                 assert isinstance(models, nn.ModuleList)
                 total: torch.Tensor | None = None
+                x = xs[k]
                 for model in models:
-                    p = model(xs[k]).float().exp()
-                    if self.tta:  # trainer.predict_probs, in float32
-                        p = (p + model(xs[k].flip(3)).float().exp()) / 2
+                    if self.tta:  # trainer.predict_probs, in float32; both halves in one call
+                        both = model(torch.cat([x, x.flip(3)])).float().exp()
+                        p = (both[: x.shape[0]] + both[x.shape[0] :]) / 2
+                    else:
+                        p = model(x).float().exp()
                     total = p.double() if total is None else total + p.double()
                 assert total is not None
                 probs.append((total / len(models)).float())
