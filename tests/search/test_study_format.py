@@ -101,7 +101,6 @@ def test_resume_with_other_folds_or_data_is_refused(tmp_path):
     }
     study, created = open_study(SearchOptions(storage=url, seed=7), storage, attrs)
     assert created and study.user_attrs[FOLD_SEED] == 7 and study.user_attrs[N_FOLDS] == 5
-    assert list(study.user_attrs)[-1] == FOLD_SEED or set(study.user_attrs) == {*attrs, FOLD_SEED}
     # the same settings resume; the fold seed stays the study's
     again, created = open_study(SearchOptions(storage=url, seed=99), storage, attrs)
     assert not created and again.user_attrs[FOLD_SEED] == 7
@@ -184,7 +183,7 @@ def test_records_read_every_attribute_and_answer_the_queries(tmp_path):
     study = optuna.create_study(
         storage=create_storage(url, heartbeat=False), study_name="s", direction="maximize"
     )
-    for number, value in enumerate((0.4, 0.8, 0.8)):
+    for value in (0.4, 0.8, 0.8):
         t = study.ask()
         t.suggest_float("lr", 1e-3, 1e-1, log=True)
         t.suggest_categorical("loss", ["focal"])  # the same in every trial
