@@ -100,7 +100,9 @@ def test_a_killed_search_run_again_ends_whole_and_exact(
     study = optuna.load_study(study_name=study_name, storage=create_storage(storage_url, False))
     records = r.read_trials(study)
     by_number = {x.number: x for x in records}
-    assert sum(x.finished for x in records) == TRIALS  # exactly --trials, over all workers and both runs
+    assert (
+        sum(x.finished for x in records) == TRIALS
+    )  # exactly --trials, over all workers and both runs
     assert [x.number for x in records if x.state == "RUNNING"] == []
     for number in killed:
         dead = by_number[number]
