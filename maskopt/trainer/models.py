@@ -136,9 +136,9 @@ def check_weights_reachable(backbone: str) -> None:
         from huggingface_hub import constants
 
         url = constants.ENDPOINT
-    else:
+    elif isinstance(source.url, str) and source.url:
         url = source.url
-    if not url:
+    else:
         return
     proxy = urllib.request.getproxies().get(urllib.parse.urlparse(url).scheme)
     where = urllib.parse.urlparse(proxy or url)
