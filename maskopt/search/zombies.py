@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from maskopt.studies.records import FAIL_REASON, Worker, read_trials, requeue
@@ -37,13 +38,28 @@ def process_start(pid: int) -> int | None:
     return int(fields[19])
 
 
+def pid_space() -> str | None:
+    """This machine's boot and this process's pid namespace: processes with the same value see
+    the same pids (None where Linux's /proc does not tell)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return None
+
+
 def this_worker() -> Worker:
     pid = os.getpid()
-    return Worker(socket.gethostname(), pid, process_start(pid))
+    return Worker(socket.gethostname(), pid, process_start(pid), pid_space())
+
+
+def is_here(worker: Worker) -> bool:
+    """Whether the worker ran on this machine, in this pid namespace (whose pids we can ask)."""
+    return worker.host == socket.gethostname() and worker.space == pid_space()
 
 
 def is_alive(worker: Worker) -> bool:
-    """Whether the worker process (of this host) still runs."""
+    """Whether the worker process (of this machine) still runs."""
     if os.path.exists("/proc/self/stat"):
         start = process_start(worker.pid)
         return start is not None and (worker.start is None or start == worker.start)
@@ -63,11 +79,10 @@ def reap(study: optuna.Study, storage: BaseStorage) -> list[int]:
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
-    host = socket.gethostname()
     study_id = None
     reaped = []
     for r in read_trials(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))):
-        if r.worker is None or r.worker.host != host or is_alive(r.worker):
+        if r.worker is None or not is_here(r.worker) or is_alive(r.worker):
             continue
         if study_id is None:
             study_id = storage.get_study_id_from_name(study.study_name)

@@ -122,14 +122,17 @@ class ModelStore(Protocol):
 @dataclass(frozen=True)
 class Worker:
     """The process that runs a trial. `start` is the process's start time (clock ticks since
-    boot on Linux), so a pid reused by a later process is not taken for the worker."""
+    boot on Linux), so a pid reused by a later process is not taken for the worker; `space`
+    names the pid space it lives in (boot id and pid namespace), so two machines or containers
+    that share a host name are not taken for one."""
 
     host: str
     pid: int
     start: int | None
+    space: str | None = None
 
     def to_attr(self) -> dict[str, Any]:
-        return {"host": self.host, "pid": self.pid, "start": self.start}
+        return {"host": self.host, "pid": self.pid, "start": self.start, "space": self.space}
 
     @classmethod
     def from_attr(cls, value: Any) -> Worker | None:
@@ -139,8 +142,13 @@ class Worker:
             return cls(host, int(pid), None)
         if not isinstance(value, dict) or "host" not in value or "pid" not in value:
             return None
-        start = value.get("start")
-        return cls(str(value["host"]), int(value["pid"]), None if start is None else int(start))
+        start, space = value.get("start"), value.get("space")
+        return cls(
+            str(value["host"]),
+            int(value["pid"]),
+            None if start is None else int(start),
+            None if space is None else str(space),
+        )
 
 
 @dataclass(frozen=True)
@@ -337,5 +345,7 @@ def requeue(study: optuna.Study, record: TrialRecord, *, died: bool) -> bool:
     retries = record.retries + int(died)
     if retries > MAX_RETRIES or not record.params:
         return False
+    if any(t.user_attrs.get(RETRY_OF) == record.number for t in study.get_trials(deepcopy=False)):
+        return False  # another worker queued it first
     study.enqueue_trial(dict(record.params), user_attrs={RETRY_OF: record.number, RETRIES: retries})
     return True
