@@ -203,7 +203,7 @@ class KFoldObjective:
                 run.close()
             trial.report(float(results[-1].best_f1 or 0.0), k)
             if trial.should_prune():
-                trial.set_user_attr(FOLD_F1, [round(float(x.best_f1 or 0.0), 6) for x in results])
+                trial.set_user_attr(FOLD_F1, [round(float(r.best_f1 or 0.0), 6) for r in results])
                 raise optuna.TrialPruned(f"fold {k}: worse than the best trial on the same folds")
         return results
 
@@ -217,19 +217,19 @@ class KFoldObjective:
         n = len(self.labels)
         probs = np.zeros((n, 18), dtype=np.float32)
         seen = np.zeros(n, dtype=bool)
-        for x in results:
-            probs[x.val_index] = x.val_probs
-            seen[x.val_index] = True
+        for r in results:
+            probs[r.val_index] = r.val_probs
+            seen[r.val_index] = True
         if not seen.all():  # the folds must cover every image exactly once
             raise RuntimeError(f"out-of-fold predictions cover {seen.sum()} of {n} images.")
         value = macro_f1(self.labels, probs.argmax(axis=1))
         metrics = compute_metrics(self.labels, probs)
-        trial.set_user_attr(FOLD_F1, [round(float(x.best_f1), 6) for x in results])
-        trial.set_user_attr(FOLD_BEST_EPOCH, [int(x.best_epoch) for x in results])
+        trial.set_user_attr(FOLD_F1, [round(float(r.best_f1), 6) for r in results])
+        trial.set_user_attr(FOLD_BEST_EPOCH, [int(r.best_epoch) for r in results])
         trial.set_user_attr(CLASS_F1, [round(float(f), 6) for f in metrics["class_f1"]])
         trial.set_user_attr(EPOCHS_RUN, progress["epochs_run"])
         trial.set_user_attr(
-            IMAGES_PER_S, round(float(np.mean([x.images_per_s for x in results])), 1)
+            IMAGES_PER_S, round(float(np.mean([r.images_per_s for r in results])), 1)
         )
         with tempfile.TemporaryDirectory(prefix="maskopt-trial-") as tmp:
             trial.set_user_attr(OOF_ARTIFACT, self._upload_oof(trial, Path(tmp), probs))
@@ -252,16 +252,16 @@ class KFoldObjective:
         from maskopt.trainer.checkpoint import save_checkpoint
 
         paths = []
-        for k, x in enumerate(results):
+        for k, r in enumerate(results):
             path = tmp / f"model_trial{trial.number}_fold{k}.pt"
             save_checkpoint(
                 path,
-                x.state_dict,
+                r.state_dict,
                 cfg,
                 fold=k,
                 trial=trial.number,
-                best_f1=float(x.best_f1),
-                best_epoch=int(x.best_epoch),
+                best_f1=float(r.best_f1),
+                best_epoch=int(r.best_epoch),
             )
             paths.append(path)
         return write_fold_models(trial, self.store, paths)

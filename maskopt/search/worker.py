@@ -166,9 +166,9 @@ def run_worker(opts: SearchOptions, index: int = 0, objective: Any = None) -> Wo
     reason: str | None = None
     interrupted = False
     try:
-        look_after(study, storage)
         sweep(study)
         while fails < MAX_FAILS_IN_A_ROW and (deadline is None or time.monotonic() < deadline):
+            look_after(study, storage)
             trials = study.get_trials(deepcopy=False)
             finished = sum(t.state.name in FINISHED for t in trials)
             running = sum(t.state == TrialState.RUNNING for t in trials)
@@ -176,7 +176,6 @@ def run_worker(opts: SearchOptions, index: int = 0, objective: Any = None) -> Wo
                 break
             if finished + running >= opts.trials:  # one of them may still fail: wait and see
                 time.sleep(WAIT_S)
-                look_after(study, storage)
                 continue
             trial = ask(study)
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
