@@ -181,7 +181,12 @@ def run_search(
     from maskopt.search.study import open_study
     from maskopt.search.zombies import reap
     from maskopt.spaces import get_space
-    from maskopt.studies.storage import artifacts_dir_for, check_url, create_storage
+    from maskopt.studies.storage import (
+        artifacts_dir_for,
+        check_url,
+        create_storage,
+        storage_lock,
+    )
 
     started = time.perf_counter()
     opts, note = resolve_space(opts)
@@ -211,7 +216,8 @@ def run_search(
         # Create (or join and check) the study once, before any progress or worker: a study
         # made with other folds or data fails here in one line; workers only load it.
         study, _ = open_study(opts, storage, objective.study_attrs, artifacts_dir)
-        reap(study, storage)  # trials of a killed earlier run on this host: failed, requeued
+        with storage_lock(opts.storage):  # trials of a killed earlier run: failed, requeued
+            reap(study, storage)
         view = _ProgressView(opts, console) if show_progress else None
         try:
             if view is not None:

@@ -34,6 +34,7 @@ from maskopt.studies.records import FAIL_REASON, FINISHED, WORKER, read_trial, r
 if TYPE_CHECKING:
     import optuna
     from optuna.storages import RDBStorage
+    from optuna.trial import FrozenTrial
 
 # A worker that sees this many failures in a row stops: the space or the data is broken, and
 # failed trials do not count towards --trials, so it would otherwise never end.
@@ -136,7 +137,12 @@ def run_worker(opts: SearchOptions, index: int = 0, objective: Any = None) -> Wo
     from maskopt.search.samplers import create_pruner, create_sampler
     from maskopt.search.zombies import this_worker
     from maskopt.spaces import get_space
-    from maskopt.studies.storage import artifacts_dir_for, create_artifact_store, create_storage
+    from maskopt.studies.storage import (
+        artifacts_dir_for,
+        create_artifact_store,
+        create_storage,
+        storage_lock,
+    )
 
     storage = create_storage(opts.storage, heartbeat=True, interval=opts.heartbeat)
     objective = objective if objective is not None else load_objective(opts)
@@ -168,19 +174,22 @@ def run_worker(opts: SearchOptions, index: int = 0, objective: Any = None) -> Wo
     try:
         sweep(study)
         while fails < MAX_FAILS_IN_A_ROW and (deadline is None or time.monotonic() < deadline):
-            look_after(study, storage)
-            trials = study.get_trials(deepcopy=False)
-            finished = sum(t.state.name in FINISHED for t in trials)
-            running = sum(t.state == TrialState.RUNNING for t in trials)
-            if finished >= opts.trials:
-                break
-            if finished + running >= opts.trials:  # one of them may still fail: wait and see
+            with storage_lock(opts.storage):  # SQLite: the workers of this machine take turns
+                look_after(study, storage)
+                trials = study.get_trials(deepcopy=False)
+                finished = sum(t.state.name in FINISHED for t in trials)
+                running = sum(t.state == TrialState.RUNNING for t in trials)
+                if finished >= opts.trials:
+                    break
+                # While finished + running reach N, one of those running may still fail: wait.
+                trial = ask(study) if finished + running < opts.trials else None
+            if trial is None:
                 time.sleep(WAIT_S)
                 continue
-            trial = ask(study)
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
             if not may_run(study.get_trials(deepcopy=False), trial.number, opts.trials):
-                # Another worker's trial took the last place: back to the queue, as it was.
+                # A worker elsewhere took the last place at the same moment: back to the queue,
+                # as it was (the next run takes it first).
                 storage.set_trial_state_values(trial_id, TrialState.WAITING)
                 time.sleep(WAIT_S)
                 continue
@@ -211,29 +220,41 @@ def run_trial(
 ) -> optuna.trial.FrozenTrial:
     """Run one trial and tell the study how it ended: COMPLETE, PRUNED, or FAIL with its
     reason (a bad config, out of memory...; the study goes on). Ctrl-C fails it too, queues
-    its parameters again and is raised on."""
+    its parameters again and is raised on. A trial another worker has failed meanwhile (its
+    heartbeats came late) stays failed: its parameters are queued already."""
     import optuna
     from optuna.trial import TrialState
+
+    def tell(value: float | None = None, state: TrialState | None = None) -> FrozenTrial:
+        return study.tell(trial, value, state=state, skip_if_finished=True)
 
     try:
         with heartbeat:
             value = float(objective(trial))
     except optuna.TrialPruned:
-        return study.tell(trial, state=TrialState.PRUNED)
+        return tell(state=TrialState.PRUNED)
     except KeyboardInterrupt:
         # FAIL, not PRUNED: a PRUNED trial counts towards --trials and its partial values
         # would feed the pruner's medians as if the config had been judged bad. The same
         # params go back in the queue, so the resumed search runs them first.
-        trial.set_user_attr(FAIL_REASON, INTERRUPTED)
-        frozen = study.tell(trial, state=TrialState.FAIL)
-        requeue(study, read_trial(frozen), died=False)
+        _set_attr_unless_finished(trial, FAIL_REASON, INTERRUPTED)
+        requeue(study, read_trial(tell(state=TrialState.FAIL)), died=False)
         raise
     except Exception as err:
-        trial.set_user_attr(FAIL_REASON, fail_reason(err))
-        return study.tell(trial, state=TrialState.FAIL)
+        _set_attr_unless_finished(trial, FAIL_REASON, fail_reason(err))
+        return tell(state=TrialState.FAIL)
     finally:
         _free_device_memory()
-    return study.tell(trial, value)
+    return tell(value)
+
+
+def _set_attr_unless_finished(trial: optuna.Trial, key: str, value: Any) -> None:
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    try:
+        trial.set_user_attr(key, value)
+    except UpdateFinishedTrialError:
+        pass  # another worker failed it meanwhile
 
 
 def _free_device_memory() -> None:

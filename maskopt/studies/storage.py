@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -143,12 +145,8 @@ def create_storage(
     # opener tries again after a moment (by then the tables are there).
     for attempt in range(_OPEN_ATTEMPTS):
         try:
-            if path is not None:
-                from filelock import FileLock
-
-                with FileLock(str(path) + ".lock", timeout=SQLITE_BUSY_TIMEOUT_S):
-                    return _rdb_storage(url, engine_kwargs, kwargs)
-            return _rdb_storage(url, engine_kwargs, kwargs)
+            with storage_lock(url):
+                return _rdb_storage(url, engine_kwargs, kwargs)
         except Exception as err:  # driver errors have many types; all mean "cannot open storage"
             text = str(err).strip()
             if "already exists" in text and attempt + 1 < _OPEN_ATTEMPTS:
@@ -157,6 +155,21 @@ def create_storage(
             first = text.splitlines()[0] if text else type(err).__name__
             raise StudyError(f"cannot open storage {url!r}: {first}") from None
     raise AssertionError("unreachable")
+
+
+@contextmanager
+def storage_lock(url: str) -> Iterator[None]:
+    """One process of this machine at a time on a SQLite storage (a file lock beside the file);
+    nothing for a server, whose row locks do it. SQLite has no row locks: two workers taking a
+    queued trial at the same moment would both get it."""
+    path = sqlite_path(url)
+    if path is None:
+        yield
+        return
+    from filelock import FileLock
+
+    with FileLock(str(path) + ".lock", timeout=SQLITE_BUSY_TIMEOUT_S):
+        yield
 
 
 def _rdb_storage(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]) -> RDBStorage:

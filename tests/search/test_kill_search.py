@@ -2,9 +2,9 @@
 then the same command run again at once, with the real k-fold objective on the tiny set.
 
 The rerun must end with exactly --trials finished trials and none RUNNING: the killed trials
-are failed at once (their worker's pid is gone on this host; no waiting for the heartbeat
-grace), their parameters run again, and no fold-model file is left without a trial that
-lists it.
+are failed at once (their worker's pid is gone on this host; the heartbeat grace, 60 s by
+default, is not waited for), their parameters run again, and no fold-model file is left
+without a trial that lists it.
 """
 
 from __future__ import annotations
@@ -43,14 +43,14 @@ def _command(data: Path, space: Path, url: str, study: str, artifacts: Path) -> 
     return [
         MASKOPT, "search", "--data", str(data), "--space", str(space), "--trials", str(TRIALS),
         "--folds", "2", "--workers", "2", "--storage", url, "--study", study,
-        "--artifacts", str(artifacts), "--seed", "0", "--device", "cpu", "--heartbeat", "2",
+        "--artifacts", str(artifacts), "--seed", "0", "--device", "cpu",
         "--keep-models", str(TRIALS), "--startup-trials", str(TRIALS),
     ]  # fmt: skip
 
 
 def _kill_when_both_workers_train(proc: subprocess.Popen, url: str, study: str) -> list[int]:
-    """SIGKILL the search's process group once a trial has finished and both workers are in
-    a trial; returns the trials left RUNNING by the kill."""
+    """SIGKILL the search's process group once a trial has finished and both workers train a
+    sampled config; returns the trials left RUNNING by the kill."""
     storage = create_storage(url, heartbeat=False)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
@@ -59,7 +59,7 @@ def _kill_when_both_workers_train(proc: subprocess.Popen, url: str, study: str) 
         except KeyError:
             time.sleep(0.2)
             continue
-        running = [t for t in trials if t.state.name == "RUNNING" and r.WORKER in t.user_attrs]
+        running = [t for t in trials if t.state.name == "RUNNING" and r.CONFIG in t.user_attrs]
         if r.count_finished(trials) >= 1 and len(running) == 2:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()

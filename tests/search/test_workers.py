@@ -2,7 +2,8 @@
 while optuna-dashboard (started by `maskopt dashboard`) reads the same storage.
 
 The objective is the fast fake (tests/search/fake.py) driven through the real runner and
-worker code; the heartbeat is 1 s so a dead worker's trial goes stale within seconds.
+worker code. The killed worker's trial is failed by a live worker of the same machine as soon
+as it looks (its pid is gone), well before its heartbeats (3 s) would go stale.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def test_workers_survive_a_killed_worker_and_a_reading_dashboard(
         artifacts=artifacts,
         trials=14,
         workers=3,
-        heartbeat=1,
+        heartbeat=3,
         seed=0,
         startup_trials=3,
         objective=FAKE,
@@ -241,7 +242,10 @@ def test_resumed_search_runs_only_what_is_missing_and_optuna_cli_reads_it(
     ).stdout
     rows = json.loads(out)
     assert len(rows) == len(more.trials)
-    assert {r["state"] for r in rows} <= {"COMPLETE", "PRUNED"}
+    # On a server, two workers may ask for the last place at the same moment: the one that
+    # lost puts its fresh trial back in the queue (WAITING) for the next run.
+    assert {r["state"] for r in rows} <= {"COMPLETE", "PRUNED", "WAITING"}
+    assert sum(r["state"] == "WAITING" for r in rows) <= 1
     assert max(r["value"] for r in rows if r["state"] == "COMPLETE") == pytest.approx(
         more.best_value
     )
