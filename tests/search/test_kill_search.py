@@ -25,11 +25,11 @@ from maskopt.studies.storage import create_artifact_store, create_storage
 
 MASKOPT = str(Path(sys.executable).parent / "maskopt")
 ROOT = Path(__file__).resolve().parents[2]
-TRIALS = 4
+TRIALS = 3
 
 SPACE = """
 name: killable
-epochs: 2
+epochs: 1
 params:
   backbone: test_resnet
   image_size: 48
@@ -49,8 +49,8 @@ def _command(data: Path, space: Path, url: str, study: str, artifacts: Path) -> 
 
 
 def _kill_when_both_workers_train(proc: subprocess.Popen, url: str, study: str) -> list[int]:
-    """SIGKILL the search's process group once a trial has finished and both workers train a
-    sampled config; returns the trials left RUNNING by the kill."""
+    """SIGKILL the search's process group once both workers train a sampled config; returns
+    the trials left RUNNING by the kill."""
     storage = create_storage(url, heartbeat=False)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
@@ -60,7 +60,7 @@ def _kill_when_both_workers_train(proc: subprocess.Popen, url: str, study: str) 
             time.sleep(0.2)
             continue
         running = [t for t in trials if t.state.name == "RUNNING" and r.CONFIG in t.user_attrs]
-        if r.count_finished(trials) >= 1 and len(running) == 2:
+        if len(running) == 2:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             trials = optuna.load_study(study_name=study, storage=storage).get_trials()
