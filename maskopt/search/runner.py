@@ -238,6 +238,8 @@ def run_search(
                 view.__exit__(None, None, None)
         if view is not None and view.error is not None:
             problems.append(f"the progress display stopped: {view.error}")
+        with storage_lock(opts.storage):  # a worker killed after the others' last look
+            reap(study, storage)
         summary = summarize(
             storage, opts, artifacts_dir, time.perf_counter() - started, interrupted, problems
         )
