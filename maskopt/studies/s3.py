@@ -21,7 +21,9 @@ from maskopt.errors import ConfigError
 
 if TYPE_CHECKING:
     from optuna.artifacts import Boto3ArtifactStore
-    from optuna.artifacts._protocol import ArtifactStore
+
+    # the artifact store's public file protocol (open_reader / write / remove)
+    from maskopt.studies.records import ModelStore as ArtifactStore
 
 SCHEME = "s3://"
 EXTRA = "pip install maskopt[s3]"
