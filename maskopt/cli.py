@@ -9,23 +9,53 @@ the commands, so `maskopt --help` starts fast. Errors a user can act on
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from maskopt.errors import MaskoptError
+from maskopt.search.options import SearchOptions
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# The order of the work, which `maskopt --help` lists (Typer would put groups last).
+COMMAND_ORDER = (
+    "synth",
+    "eda",
+    "search",
+    "studies",
+    "best",
+    "predict",
+    "train",
+    "spaces",
+    "dashboard",
+)
+
+
+class InWorkOrder(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: COMMAND_ORDER.index(n) if n in COMMAND_ORDER else 99)
+
 
 app = typer.Typer(
+    cls=InWorkOrder,
     help="Find the best face-mask status classifier by hyperparameter search.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def setup_process() -> None:
+    # Once per process, before any command: Optuna logs warnings only (its INFO lines about
+    # studies and trials would mix with maskopt's own progress and tables).
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -174,7 +204,7 @@ def best(
             "--trial and --config-out go together: give both, e.g. --trial 12 --config-out cfg.json."
         )
     if trial is not None and config_out is not None:
-        from maskopt.studies.export import trial_config
+        from maskopt.studies.records import trial_config
         from maskopt.studies.storage import load_study
         from maskopt.trainer.config import save_config
 
@@ -189,11 +219,13 @@ def best(
         )
         return
 
-    from maskopt.studies.export import best_trials
-    from maskopt.studies.storage import load_study
+    from maskopt.studies.storage import find_artifact_store, load_study
+    from maskopt.studies.table import best_trials
 
-    rows, states = best_trials(load_study(storage, study), top)
-    counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items()))
+    found = load_study(storage, study)
+    best_of = best_trials(found, top, find_artifact_store(storage, artifacts, found))
+    rows = best_of.rows
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(best_of.counts.items()))
     if not rows:
         console.print(f"study {study!r} has no complete trials yet ({counts or 'no trials'}).")
         return
@@ -204,7 +236,9 @@ def best(
     for r in rows:
         spread = f"{min(r.fold_f1):.3f}-{max(r.fold_f1):.3f}" if r.fold_f1 else "-"
         params = "\n".join(
-            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.params.items()
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in r.params.items()
+            if k in best_of.keys
         )
         table.add_row(
             str(r.number),
@@ -212,7 +246,7 @@ def best(
             spread,
             ",".join(map(str, r.fold_best_epoch)) or "-",
             _fmt(r.images_per_s, 0),
-            "kept" if r.has_models else "-",
+            "kept" if r.number in best_of.kept else "-",
             params,
         )
     console.print(table)
@@ -277,115 +311,93 @@ def _best_export(
         )
 
 
+# `search`'s defaults are SearchOptions' (the one declaration); these add the help.
+D = SearchOptions
+
+
 @app.command()
 @friendly
 def search(
+    ctx: typer.Context,
     trials: Annotated[
         int,
         typer.Option(
             "--trials",
             help="Finished (complete + pruned) trials the study should hold, over all workers.",
         ),
-    ] = 20,
+    ] = D.trials,
     space: Annotated[
         str,
         typer.Option(
             "--space",
             help="Search space: auto (default on a GPU, cpu without), default, cpu, or a .yaml/.toml file.",
         ),
-    ] = "auto",
+    ] = D.space,
     folds: Annotated[
         int, typer.Option("--folds", help="k of the k-fold CV (fixed per study).")
-    ] = 5,
+    ] = D.folds,
     epochs: Annotated[
         int | None, typer.Option("--epochs", help="Epochs per fold (default: the space's).")
-    ] = None,
-    study: StudyOpt = "maskopt",
-    storage: StorageOpt = DEFAULT_STORAGE,
-    artifacts: ArtifactsOpt = None,
+    ] = D.epochs,
+    study: StudyOpt = D.study,
+    storage: StorageOpt = D.storage,
+    artifacts: ArtifactsOpt = D.artifacts,
     sampler: Annotated[
         str, typer.Option("--sampler", help="tpe | random | grid | cmaes | gp.")
-    ] = "tpe",
+    ] = D.sampler,
     pruner: Annotated[
         str, typer.Option("--pruner", help="median | wilcoxon | hyperband | none.")
-    ] = "median",
+    ] = D.pruner,
     startup_trials: Annotated[
         int,
         typer.Option("--startup-trials", help="Trials run in full before the pruner may stop one."),
-    ] = 5,
+    ] = D.startup_trials,
     warmup_steps: Annotated[
         int,
         typer.Option(
             "--warmup-steps",
-            help="Steps (epochs; folds for wilcoxon) before a trial may be pruned.",
+            help="Steps (epochs; folds for wilcoxon) before a trial may be pruned "
+            "(hyperband: its first rung).",
         ),
-    ] = 1,
+    ] = D.warmup_steps,
     seed: Annotated[
         int | None, typer.Option("--seed", help="Sampler seed (worker i: seed+i) and fold seed.")
-    ] = None,
+    ] = D.seed,
     timeout: Annotated[
         float | None,
         typer.Option("--timeout", help="Stop starting trials after this many seconds."),
-    ] = None,
+    ] = D.timeout,
     workers: Annotated[
         int, typer.Option("--workers", help="Worker processes on this machine.")
-    ] = 1,
+    ] = D.workers,
     gpus: Annotated[
         str | None, typer.Option("--gpus", help="One worker per GPU, e.g. 0,1.")
     ] = None,
     keep_models: Annotated[
         int,
         typer.Option("--keep-models", help="Keep the fold models of the best K trials (0: none)."),
-    ] = 5,
+    ] = D.keep_models,
     heartbeat: Annotated[
         int | None,
         typer.Option(
             "--heartbeat", help="Seconds between a running trial's heartbeats (default 30)."
         ),
-    ] = None,
-    data: DataOpt = DEFAULT_DATA,
-    crop: CropOpt = "center",
-    cache: CacheOpt = None,
-    skip_bad: SkipBadOpt = False,
-    device: DeviceOpt = "auto",
+    ] = D.heartbeat,
+    data: DataOpt = D.data,
+    crop: CropOpt = D.crop,
+    cache: CacheOpt = D.cache,
+    skip_bad: SkipBadOpt = D.skip_bad,
+    device: DeviceOpt = D.device,
 ) -> None:
     """Run (or resume) an Optuna study: k-fold trials, pruning, fold models of the best kept."""
     from rich.console import Console
     from rich.table import Table
 
-    from maskopt.search import SearchOptions, run_search
+    from maskopt.search import run_search
     from maskopt.search.options import parse_gpus
 
-    if space == "auto":
-        from maskopt.trainer.device import resolve_device
-
-        on_gpu = bool(gpus) or resolve_device(device).type != "cpu"
-        space = "default" if on_gpu else "cpu"
-        typer.echo(f"space: {space} (--space auto: {'a GPU' if on_gpu else 'no GPU'} here)")
-    opts = SearchOptions(
-        data=data,
-        crop=crop,
-        cache=cache,
-        skip_bad=skip_bad,
-        space=space,
-        trials=trials,
-        folds=folds,
-        epochs=epochs,
-        study=study,
-        storage=storage,
-        artifacts=artifacts,
-        sampler=sampler,
-        pruner=pruner,
-        startup_trials=startup_trials,
-        warmup_steps=warmup_steps,
-        seed=seed,
-        timeout=timeout,
-        keep_models=keep_models,
-        device=device,
-        workers=workers,
-        gpus=parse_gpus(gpus),
-        heartbeat=heartbeat,
-    )
+    # Every parameter is a SearchOptions field of the same name (gpus parsed from its text).
+    opts = SearchOptions(**{**ctx.params, "gpus": parse_gpus(gpus)})
     console = Console()
     s = run_search(opts, console=console)
     table = Table(

@@ -12,6 +12,8 @@ import pytest
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+pytest_plugins = ("tests.s3_server",)  # the local S3 endpoint fixtures: s3_server, s3_bucket
+
 TINY_PEOPLE = 24
 TINY_EVAL_PEOPLE = 8
 TINY_SIZE = (96, 128)  # width x height, portrait like the real 384x512

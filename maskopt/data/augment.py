@@ -17,8 +17,6 @@ import numpy as np
 
 from maskopt.errors import ConfigError
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check on import
-
 MEAN = (0.485, 0.456, 0.406)  # ImageNet, RGB, for images scaled to 0..1
 STD = (0.229, 0.224, 0.225)
 STRENGTHS = (0, 1, 2, 3)
@@ -70,6 +68,9 @@ def create_augment(
     """The pipeline of ``strength`` 0..3 (None for 0: nothing to do); ``seed`` makes it repeat."""
     if check_strength(strength) == 0:
         return None
+    # albumentations looks for a newer version on the network when first imported, unless told
+    # not to (a search must neither wait for nor depend on the network).
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     import albumentations as A
     import cv2
 

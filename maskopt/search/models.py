@@ -1,102 +1,86 @@
-"""Fold models of the study's top K trials, kept as artifacts; others' are deleted.
+"""Fold models of the study's top K trials: files in the artifact store, listed by their trial.
 
-A trial uploads its fold models only when its value enters the current top K of the
-study's COMPLETE trials. After each trial, every worker deletes the models of COMPLETE
-trials outside the top K. That decision is safe with many workers racing: a trial that is
+They are not Optuna artifacts: Optuna has no public way to take an artifact back from a
+finished trial, and the models of a trial pushed out of the top K must go. So maskopt
+chooses their ids, and a trial lists them (records.MODEL_ARTIFACTS) while it is RUNNING,
+before it writes the first file; whether they exist is answered by the store
+(records.kept_models). No file is ever without a trial that lists it, whatever the moment a
+worker dies: a trial that dies while writing stays RUNNING until it is failed (at once on its
+own host, by heartbeat elsewhere), and the files of FAIL trials are swept like those of
+pushed-out ones.
+
+A trial writes its models only if its value enters the top K of the study's COMPLETE trials,
+and after each trial every worker sweeps. That is safe with many workers racing: a trial
 outside the top K stays outside (values never change and the top K only gets better), and
-deleting twice is harmless (a missing artifact is skipped).
+removing a file twice is harmless.
 """
 
 from __future__ import annotations
 
-import json
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from maskopt.studies.records import (
+    MODEL_ARTIFACTS,
+    ModelStore,
+    read_trials,
+    top_k_numbers,
+)
 
 if TYPE_CHECKING:
     import optuna
-    from optuna.artifacts import FileSystemArtifactStore
-    from optuna.storages import RDBStorage
-
-ARTIFACTS_ATTR_PREFIX = "artifacts:"  # optuna.artifacts keeps each artifact's metadata here
 
 
-def enters_top_k(study: optuna.Study, value: float, k: int) -> bool:
-    """Whether `value` would be among the k best COMPLETE values of `study` (maximised)."""
-    from optuna.trial import TrialState
-
-    if k <= 0:
-        return False
-    values = sorted(
-        (
-            t.value
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None
-        ),
-        reverse=True,
-    )
-    return len(values) < k or value > values[k - 1]
+def model_ids(number: int, n_folds: int) -> list[str]:
+    """Fresh ids for trial `number`'s fold models: flat names (a file store writes no folders),
+    unique over studies sharing one store, readable in a listing."""
+    tag = uuid.uuid4().hex[:12]
+    return [f"maskopt-model-{tag}-trial{number}-fold{k}.pt" for k in range(n_folds)]
 
 
-def top_k_numbers(study: optuna.Study, k: int) -> list[int]:
-    """Trial numbers of the k best COMPLETE trials (ties: the earlier trial first)."""
-    from optuna.trial import TrialState
+def write_fold_models(
+    trial: optuna.Trial, store: ModelStore, checkpoints: Sequence[Path]
+) -> list[str]:
+    """List the ids on the running trial, then write each checkpoint file under its id."""
+    ids = model_ids(trial.number, len(checkpoints))
+    trial.set_user_attr(MODEL_ARTIFACTS, ids)  # first: a file is never without its trial
+    for artifact_id, path in zip(ids, checkpoints, strict=True):
+        with open(path, "rb") as f:
+            store.write(artifact_id, f)
+    return ids
 
-    done = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None
-    ]
-    done.sort(key=lambda t: (-(t.value or 0.0), t.number))
-    return [t.number for t in done[:k]]
 
-
-def drop_pushed_out_models(
-    study: optuna.Study, storage: RDBStorage, store: FileSystemArtifactStore, k: int
-) -> list[int]:
-    """Delete fold models of COMPLETE trials outside the top K; returns their trial numbers."""
+def remove_models(store: ModelStore, ids: Sequence[str]) -> None:
     from optuna.artifacts.exceptions import ArtifactNotFound
-    from optuna.trial import TrialState
 
-    keep = set(top_k_numbers(study, k))
-    dropped = []
-    # Read through the RDB storage itself, not the study's cache: the cache keeps a finished
-    # trial's attributes as they were when it finished, before any worker emptied them.
-    for t in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.COMPLETE,)):
-        ids = t.user_attrs.get("model_artifacts") or []
-        if t.number in keep or not ids:
-            continue
-        for artifact_id in ids:
-            try:
-                store.remove(artifact_id)
-            except ArtifactNotFound:
-                pass  # another worker removed it first
-        _overwrite_finished_trial_attrs(storage, t._trial_id, ids)
-        dropped.append(t.number)
-    return dropped
+    for artifact_id in ids:
+        try:
+            store.remove(artifact_id)
+        except ArtifactNotFound:
+            pass  # another worker removed it first, or it was never written
 
 
-def _overwrite_finished_trial_attrs(
-    storage: RDBStorage, trial_id: int, artifact_ids: list[str]
-) -> None:
-    """Empty `model_artifacts` and drop the removed artifacts' metadata of a finished trial.
+class Sweeper:
+    """Removes the listed fold models of FAIL trials and of COMPLETE trials outside the top K.
+    Each worker keeps one: a trial it has swept is not looked at again."""
 
-    Optuna's storage API refuses to change a finished trial (UpdateFinishedTrialError), so
-    these rows are changed in the RDB schema directly. The metadata rows are deleted rather
-    than nulled (as optuna-dashboard's own "delete" does) because
-    optuna.artifacts.get_all_artifact_meta cannot read a null one.
-    """
-    import sqlalchemy as sa
+    def __init__(self, store: ModelStore, keep: int) -> None:
+        self.store = store
+        self.keep = keep
+        self.swept: set[int] = set()
 
-    with storage.engine.begin() as con:
-        con.execute(
-            sa.text(
-                "UPDATE trial_user_attributes SET value_json = :v "
-                "WHERE trial_id = :t AND key = 'model_artifacts'"
-            ),
-            {"v": json.dumps([]), "t": trial_id},
-        )
-        for artifact_id in artifact_ids:
-            con.execute(
-                sa.text("DELETE FROM trial_system_attributes WHERE trial_id = :t AND key = :k"),
-                {"t": trial_id, "k": ARTIFACTS_ATTR_PREFIX + artifact_id},
-            )
+    def __call__(self, study: optuna.Study) -> list[int]:
+        """Sweep now; returns the numbers of the trials swept."""
+        trials = study.get_trials(deepcopy=False)
+        top = set(top_k_numbers(trials, self.keep))
+        done = []
+        for r in read_trials(trials):
+            if r.number in self.swept or not r.model_artifacts:
+                continue
+            if r.state == "FAIL" or (r.state == "COMPLETE" and r.number not in top):
+                remove_models(self.store, r.model_artifacts)
+                self.swept.add(r.number)
+                done.append(r.number)
+        return done

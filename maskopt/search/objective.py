@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import tempfile
 import time
 from dataclasses import replace
@@ -35,8 +34,28 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from maskopt.errors import ConfigError
-from maskopt.search.models import enters_top_k
 from maskopt.search.options import SearchOptions
+from maskopt.studies.records import (
+    CLASS_F1,
+    CONFIG,
+    CROP,
+    DATA_DIR,
+    DATA_FINGERPRINT,
+    DURATION_S,
+    EPOCHS,
+    EPOCHS_RUN,
+    FOLD_BEST_EPOCH,
+    FOLD_F1,
+    FOLD_SEED,
+    IMAGES_PER_S,
+    N_FOLDS,
+    N_IMAGES,
+    OOF_ARTIFACT,
+    REPORT,
+    SKIP_BAD,
+    SPACE,
+    enters_top_k,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -52,7 +71,7 @@ class KFoldObjective:
     def __init__(self, opts: SearchOptions) -> None:
         from maskopt.data.layout import read_train
         from maskopt.spaces import get_space
-        from maskopt.studies.storage import artifacts_dir_for, create_artifact_store
+        from maskopt.studies.storage import artifacts_dir_for
         from maskopt.trainer.device import resolve_device
 
         self.opts = opts
@@ -71,18 +90,30 @@ class KFoldObjective:
                 f"but got {opts.folds}."
             )
         self.artifacts_dir = artifacts_dir_for(opts.storage, opts.artifacts)
-        self.store = create_artifact_store(self.artifacts_dir)
+        self._store: Any = None
         self._folds: list[tuple[np.ndarray, np.ndarray]] | None = None
-        # What a resumed search must share with the study (maskopt.search.study checks it).
+        # The study's settings (maskopt.search.study records them, and checks the MUST_MATCH
+        # ones when a search resumes or joins the study).
         self.study_attrs: dict[str, Any] = {
-            "data_fingerprint": self.data.fingerprint(),
-            "n_folds": opts.folds,
-            "space": self.space.name,
-            "epochs": self.space.epochs,
-            "crop": opts.crop,
-            "report": opts.report,
-            "n_images": len(self.data.records),
+            DATA_FINGERPRINT: self.data.fingerprint(),
+            N_FOLDS: opts.folds,
+            SPACE: self.space.name,
+            EPOCHS: self.space.epochs,
+            CROP: opts.crop,
+            REPORT: opts.report,
+            N_IMAGES: len(self.data.records),
+            DATA_DIR: str(Path(opts.data).resolve()),
+            SKIP_BAD: bool(opts.skip_bad),
         }
+
+    @property
+    def store(self) -> Any:
+        """The artifact store (its folder is made on first use: not before a trial runs)."""
+        from maskopt.studies.storage import create_artifact_store
+
+        if self._store is None:
+            self._store = create_artifact_store(self.artifacts_dir)
+        return self._store
 
     def folds(self, fold_seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
         from maskopt.trainer.folds import create_folds
@@ -99,9 +130,9 @@ class KFoldObjective:
         from maskopt.trainer.config import config_to_dict
 
         started = time.perf_counter()
-        fold_seed = int(trial.study.user_attrs["fold_seed"])
+        fold_seed = int(trial.study.user_attrs[FOLD_SEED])
         cfg = replace(self.space.suggest(trial), seed=fold_seed)
-        trial.set_user_attr("config", json.dumps(config_to_dict(cfg)))
+        trial.set_user_attr(CONFIG, json.dumps(config_to_dict(cfg)))
         folds = self.folds(fold_seed)
         progress: dict[str, Any] = {"epochs_run": 0}
         try:
@@ -110,8 +141,8 @@ class KFoldObjective:
             else:
                 results = self._run_interleaved(trial, cfg, folds, progress)
         except optuna.TrialPruned:
-            trial.set_user_attr("epochs_run", progress["epochs_run"])
-            trial.set_user_attr("duration_s", round(time.perf_counter() - started, 2))
+            trial.set_user_attr(EPOCHS_RUN, progress["epochs_run"])
+            trial.set_user_attr(DURATION_S, round(time.perf_counter() - started, 2))
             raise
         finally:
             gc.collect()
@@ -145,7 +176,7 @@ class KFoldObjective:
                 value = float(np.mean(best))
                 trial.report(value, epoch)
                 if trial.should_prune():
-                    trial.set_user_attr("fold_f1", [round(b, 6) for b in best])
+                    trial.set_user_attr(FOLD_F1, [round(b, 6) for b in best])
                     raise optuna.TrialPruned(
                         f"epoch {epoch}: mean of the folds' best F1 {value:.4f} is below the median"
                     )
@@ -172,7 +203,7 @@ class KFoldObjective:
                 run.close()
             trial.report(float(results[-1].best_f1 or 0.0), k)
             if trial.should_prune():
-                trial.set_user_attr("fold_f1", [round(float(r.best_f1 or 0.0), 6) for r in results])
+                trial.set_user_attr(FOLD_F1, [round(float(r.best_f1 or 0.0), 6) for r in results])
                 raise optuna.TrialPruned(f"fold {k}: worse than the best trial on the same folds")
         return results
 
@@ -193,35 +224,34 @@ class KFoldObjective:
             raise RuntimeError(f"out-of-fold predictions cover {seen.sum()} of {n} images.")
         value = macro_f1(self.labels, probs.argmax(axis=1))
         metrics = compute_metrics(self.labels, probs)
-        trial.set_user_attr("fold_f1", [round(float(r.best_f1), 6) for r in results])
-        trial.set_user_attr("fold_best_epoch", [int(r.best_epoch) for r in results])
-        trial.set_user_attr("class_f1", [round(float(f), 6) for f in metrics["class_f1"]])
-        trial.set_user_attr("epochs_run", progress["epochs_run"])
+        trial.set_user_attr(FOLD_F1, [round(float(r.best_f1), 6) for r in results])
+        trial.set_user_attr(FOLD_BEST_EPOCH, [int(r.best_epoch) for r in results])
+        trial.set_user_attr(CLASS_F1, [round(float(f), 6) for f in metrics["class_f1"]])
+        trial.set_user_attr(EPOCHS_RUN, progress["epochs_run"])
         trial.set_user_attr(
-            "images_per_s", round(float(np.mean([r.images_per_s for r in results])), 1)
+            IMAGES_PER_S, round(float(np.mean([r.images_per_s for r in results])), 1)
         )
         with tempfile.TemporaryDirectory(prefix="maskopt-trial-") as tmp:
-            trial.set_user_attr("oof_artifact", self._upload_oof(trial, Path(tmp), probs))
-            models: list[str] = []
+            trial.set_user_attr(OOF_ARTIFACT, self._upload_oof(trial, Path(tmp), probs))
             if enters_top_k(trial.study, value, self.opts.keep_models):
-                models = self._upload_models(trial, Path(tmp), cfg, results)
-            trial.set_user_attr("model_artifacts", models)
-        trial.set_user_attr("duration_s", round(time.perf_counter() - started, 2))
+                self._write_models(trial, Path(tmp), cfg, results)
+        trial.set_user_attr(DURATION_S, round(time.perf_counter() - started, 2))
         return value
 
     def _upload_oof(self, trial, tmp: Path, probs: np.ndarray) -> str:
+        """The OOF probabilities, an Optuna artifact of the trial (optuna-dashboard shows it)."""
         from optuna.artifacts import upload_artifact
 
         path = tmp / f"oof_trial{trial.number}.npz"
         np.savez_compressed(path, probs=probs, labels=self.labels)
         return upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=trial)
 
-    def _upload_models(self, trial, tmp: Path, cfg: TrainConfig, results: list) -> list[str]:
-        from optuna.artifacts import upload_artifact
-
+    def _write_models(self, trial, tmp: Path, cfg: TrainConfig, results: list) -> list[str]:
+        """The fold models, in the store under ids the trial lists first (search.models)."""
+        from maskopt.search.models import write_fold_models
         from maskopt.trainer.checkpoint import save_checkpoint
 
-        ids = []
+        paths = []
         for k, r in enumerate(results):
             path = tmp / f"model_trial{trial.number}_fold{k}.pt"
             save_checkpoint(
@@ -233,13 +263,8 @@ class KFoldObjective:
                 best_f1=float(r.best_f1),
                 best_epoch=int(r.best_epoch),
             )
-            ids.append(
-                upload_artifact(
-                    artifact_store=self.store, file_path=str(path), study_or_trial=trial
-                )
-            )
-            os.unlink(path)
-        return ids
+            paths.append(path)
+        return write_fold_models(trial, self.store, paths)
 
 
 def create_objective(opts: SearchOptions) -> KFoldObjective:

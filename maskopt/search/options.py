@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from maskopt.errors import ConfigError
@@ -24,7 +24,7 @@ class SearchOptions:
     cache: Path | None = None
     skip_bad: bool = False
     # what to search
-    space: str = "default"  # built-in space name or a .yaml/.yml/.toml file
+    space: str = "auto"  # built-in name, a .yaml/.yml/.toml file, or auto (see resolve_space)
     trials: int = 20  # finished (COMPLETE + PRUNED) trials the study should hold, all workers
     folds: int = 5
     epochs: int | None = None  # None: the space's epochs
@@ -36,7 +36,9 @@ class SearchOptions:
     sampler: str = "tpe"
     pruner: str = "median"
     startup_trials: int = 5  # trials run in full before the pruner may stop any
-    warmup_steps: int = 1  # steps (epochs, or folds for wilcoxon) reported before pruning a trial
+    # steps (epochs, or folds for wilcoxon) reported before a trial may be pruned; with
+    # hyperband it is the minimum resource (the first rung)
+    warmup_steps: int = 1
     seed: int | None = None  # sampler seed (worker i uses seed + i); also the fold seed
     timeout: float | None = None  # seconds, per worker
     keep_models: int = 5  # fold models kept for the top K trials
@@ -86,6 +88,20 @@ class SearchOptions:
     def report(self) -> str:
         """What a pruning step is: "fold" for the Wilcoxon pruner, "epoch" for the rest."""
         return "fold" if self.pruner == "wilcoxon" else "epoch"
+
+
+def resolve_space(opts: SearchOptions) -> tuple[SearchOptions, str | None]:
+    """`--space auto`: the default space where a GPU trains (--gpus, or --device finds one), the
+    cpu space elsewhere. Returns the options with the space named, and a line saying what auto
+    chose (None when the space was named)."""
+    if opts.space != "auto":
+        return opts, None
+    from maskopt.trainer.device import resolve_device
+
+    on_gpu = bool(opts.gpus) or resolve_device(opts.device).type != "cpu"
+    space = "default" if on_gpu else "cpu"
+    note = f"space: {space} (--space auto: {'a GPU' if on_gpu else 'no GPU'} here)"
+    return replace(opts, space=space), note
 
 
 def parse_gpus(text: str | None) -> tuple[str, ...]:

@@ -2,7 +2,9 @@
 
 Workers share nothing but the storage (and the artifact folder): each runs
 `maskopt.search.worker.run_worker`, exactly what a worker on another machine runs with a
-PostgreSQL URL. This process shows the progress by reading the storage, like any reader.
+PostgreSQL URL. This process checks everything it can before it creates the storage (so a
+bad option leaves no file behind), creates or joins the study, fails the trials of dead
+workers of this host, and shows the progress by reading the storage, like any reader.
 """
 
 from __future__ import annotations
@@ -10,27 +12,35 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from maskopt.search.options import SearchOptions
-from maskopt.search.worker import MAX_FAILS_IN_A_ROW, load_objective, run_worker, worker_main
+from maskopt.search.options import SearchOptions, resolve_space
+from maskopt.search.worker import (
+    MAX_FAILS_IN_A_ROW,
+    fail_reason,
+    load_objective,
+    max_steps,
+    run_worker,
+    worker_main,
+)
+from maskopt.studies.records import (
+    FINISHED,
+    TrialRecord,
+    best_trial,
+    count_states,
+    read_trials,
+)
 
 if TYPE_CHECKING:
+    import optuna
     from optuna.storages import RDBStorage
     from rich.console import Console
 
 POLL_S = 1.0
-
-
-@dataclass(frozen=True)
-class TrialRow:
-    number: int
-    state: str
-    value: float | None
-    epochs_run: int | None
-    duration_s: float | None
-    note: str  # fail reason, prune step, retry
 
 
 @dataclass(frozen=True)
@@ -45,13 +55,14 @@ class SearchSummary:
     best_params: dict[str, Any]
     total_epochs: int  # fold-epochs trained over all trials (pruned ones included)
     wall_s: float
-    trials: list[TrialRow] = field(default_factory=list)
+    trials: list[TrialRecord] = field(default_factory=list)
     interrupted: bool = False
     problems: list[str] = field(default_factory=list)  # worker exits, fail streaks
+    space: str = ""  # the space searched (what --space auto chose)
 
     @property
     def finished(self) -> int:
-        return self.counts.get("COMPLETE", 0) + self.counts.get("PRUNED", 0)
+        return sum(self.counts.get(s, 0) for s in FINISHED)
 
 
 def summarize(
@@ -64,50 +75,24 @@ def summarize(
 ) -> SearchSummary:
     import optuna
 
-    study = optuna.load_study(study_name=opts.study, storage=storage)
-    trials = study.get_trials(deepcopy=False)
-    counts: dict[str, int] = {}
-    rows = []
-    for t in trials:
-        counts[t.state.name] = counts.get(t.state.name, 0) + 1
-        note = t.user_attrs.get("fail_reason", "")
-        if t.state.name == "FAIL" and not note:
-            note = "its worker stopped (no heartbeat); retried with the same params"
-        if t.state.name == "PRUNED" and t.intermediate_values:
-            note = f"pruned at step {max(t.intermediate_values)}"
-        retried = t.system_attrs.get("failed_trial")
-        if retried is not None:
-            note = (note + "; " if note else "") + f"retry of trial {retried}"
-        if t.user_attrs.get("retry_of") is not None:
-            note = (
-                note + "; " if note else ""
-            ) + f"rerun of interrupted trial {t.user_attrs['retry_of']}"
-        rows.append(
-            TrialRow(
-                t.number,
-                t.state.name,
-                t.value,
-                t.user_attrs.get("epochs_run"),
-                t.user_attrs.get("duration_s"),
-                note,
-            )
-        )
-    complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
-    best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
+    trials = optuna.load_study(study_name=opts.study, storage=storage).get_trials(deepcopy=False)
+    records = read_trials(trials)
+    best = best_trial(trials)
     return SearchSummary(
         study=opts.study,
         storage=opts.storage,
         artifacts_dir=artifacts_dir,
         trials_wanted=opts.trials,
-        counts=counts,
+        counts=count_states(trials),
         best_number=best.number if best else None,
         best_value=best.value if best else None,
         best_params=dict(best.params) if best else {},
-        total_epochs=sum(int(t.user_attrs.get("epochs_run", 0) or 0) for t in trials),
+        total_epochs=sum(r.epochs_run or 0 for r in records),
         wall_s=round(wall_s, 1),
-        trials=rows,
+        trials=records,
         interrupted=interrupted,
         problems=list(problems or []),
+        space=opts.space,
     )
 
 
@@ -117,6 +102,7 @@ class _ProgressView:
     def __init__(self, opts: SearchOptions, console: Console | None) -> None:
         self.opts = opts
         self.console = console
+        self.error: str | None = None  # why the view stopped early (reported, never hidden)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -144,44 +130,40 @@ class _ProgressView:
         return self
 
     def _loop(self) -> None:
+        import optuna
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from maskopt.errors import StudyError
         from maskopt.studies.storage import create_storage
 
-        storage = create_storage(self.opts.storage, heartbeat=False)
-        while not self._stop.is_set():
-            self._refresh(storage)
-            self._stop.wait(POLL_S)
-        self._refresh(storage)
-        storage.remove_session()
-
-    def _refresh(self, storage: RDBStorage) -> None:
-        import optuna
-
         try:
+            storage = create_storage(self.opts.storage, heartbeat=False)
             study = optuna.load_study(study_name=self.opts.study, storage=storage)
-            trials = study.get_trials(deepcopy=False)
-        except Exception:  # the study may not exist yet in the first second; try again
-            return
-        n = {s: 0 for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
-        durations = []
-        for t in trials:
-            n[t.state.name] = n.get(t.state.name, 0) + 1
-            if t.state.name in ("COMPLETE", "PRUNED") and t.datetime_start and t.datetime_complete:
-                durations.append((t.datetime_complete - t.datetime_start).total_seconds())
-        complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
-        best = max(complete, key=lambda t: t.value or 0.0) if complete else None
+            while not self._stop.is_set():
+                self._refresh(study)
+                self._stop.wait(POLL_S)
+            self._refresh(study)
+            storage.remove_session()
+        except (StudyError, SQLAlchemyError) as err:
+            # The storage stopped answering this reader: the search reports it as a problem;
+            # the workers, with their own connections, go on or fail on their own.
+            self.error = fail_reason(err)
+
+    def _refresh(self, study: optuna.Study) -> None:
+        trials = study.get_trials(deepcopy=False)
+        n = count_states(trials)
+        best = best_trial(trials)
+        durations = [r.seconds for r in read_trials(trials) if r.finished and r.seconds is not None]
         text = (
-            f"[green]{n['COMPLETE']} ok[/] [yellow]{n['PRUNED']} pruned[/] "
-            f"[red]{n['FAIL']} failed[/] {n['RUNNING']} run"
+            f"[green]{n.get('COMPLETE', 0)} ok[/] [yellow]{n.get('PRUNED', 0)} pruned[/] "
+            f"[red]{n.get('FAIL', 0)} failed[/] {n.get('RUNNING', 0)} run"
         )
         if best is not None:
             text += f" | best {best.value:.4f} (#{best.number})"
         if durations:
             text += f" | {sum(durations) / len(durations):.0f} s/trial"
-        self.progress.update(
-            self.task,
-            completed=min(n["COMPLETE"] + n["PRUNED"], self.opts.trials),
-            description=text,
-        )
+        finished = sum(n.get(s, 0) for s in FINISHED)
+        self.progress.update(self.task, completed=min(finished, self.opts.trials), description=text)
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
@@ -193,42 +175,114 @@ class _ProgressView:
 def run_search(
     opts: SearchOptions, *, show_progress: bool = True, console: Console | None = None
 ) -> SearchSummary:
-    """Run (or resume) the study until it holds opts.trials finished trials; summary at the end."""
+    """Run (or resume) the study until it holds opts.trials finished trials; summary at the end.
+    `--space auto` is resolved here (and said on `console`)."""
+    from maskopt.search.samplers import create_pruner, create_sampler
     from maskopt.search.study import open_study
-    from maskopt.studies.storage import artifacts_dir_for, create_storage
+    from maskopt.search.zombies import reap
+    from maskopt.spaces import get_space
+    from maskopt.studies.storage import (
+        artifacts_dir_for,
+        check_url,
+        create_storage,
+        storage_lock,
+    )
 
     started = time.perf_counter()
-    storage = create_storage(opts.storage, heartbeat=False)  # a bad URL fails here, in one line
+    opts, note = resolve_space(opts)
+    if note is not None and console is not None:
+        console.print(note)
+    # Everything that can be checked before the storage exists is checked first: a bad URL,
+    # data, space, folds, sampler or pruner fails in one line and leaves no file behind.
+    check_url(opts.storage)
     artifacts_dir = str(artifacts_dir_for(opts.storage, opts.artifacts))
-    objective = load_objective(opts)  # bad data or space fails here, before any worker starts
-    # Create (or check) the study once, before any progress or worker: a study made with other
-    # folds or data fails here in one line, and workers on this machine only load it.
-    open_study(opts, storage, objective.study_attrs, artifacts_dir)
+    objective = load_objective(opts)
+    create_sampler(
+        opts.sampler,
+        seed=opts.seed,
+        space=get_space(opts.space) if opts.sampler == "grid" else None,
+        startup_trials=opts.startup_trials,
+    )
+    create_pruner(
+        opts.pruner,
+        startup_trials=opts.startup_trials,
+        warmup_steps=opts.warmup_steps,
+        max_steps=max_steps(opts, objective),
+    )
     problems: list[str] = []
     interrupted = False
-    view = _ProgressView(opts, console) if show_progress else None
-    try:
-        if view is not None:
-            view.__enter__()
-        if opts.n_workers == 1 and not opts.gpus:  # a --gpus worker needs its own process
-            result = run_worker(opts, 0, objective)
-            interrupted = result.interrupted
-            if result.failed_in_a_row >= MAX_FAILS_IN_A_ROW:
-                problems.append(
-                    f"stopped after {result.failed_in_a_row} failed trials in a row; "
-                    f"last reason: {result.last_fail_reason}"
-                )
-        else:
-            del objective  # each worker process makes its own
-            interrupted, problems = _run_processes(opts)
-    finally:
-        if view is not None:
-            view.__exit__(None, None, None)
-    summary = summarize(
-        storage, opts, artifacts_dir, time.perf_counter() - started, interrupted, problems
-    )
-    storage.remove_session()
+    with _no_leftovers(opts.storage, Path(artifacts_dir)):
+        storage = create_storage(opts.storage, heartbeat=False)
+        # Create (or join and check) the study once, before any progress or worker: a study
+        # made with other folds or data fails here in one line; workers only load it.
+        study, _ = open_study(opts, storage, objective.study_attrs, artifacts_dir)
+        with storage_lock(opts.storage):  # trials of a killed earlier run: failed, requeued
+            reap(study, storage)
+        view = _ProgressView(opts, console) if show_progress else None
+        try:
+            if view is not None:
+                view.__enter__()
+            if opts.n_workers == 1 and not opts.gpus:  # a --gpus worker needs its own process
+                result = run_worker(opts, 0, objective)
+                interrupted = result.interrupted
+                if result.failed_in_a_row >= MAX_FAILS_IN_A_ROW:
+                    problems.append(
+                        f"stopped after {result.failed_in_a_row} failed trials in a row; "
+                        f"last reason: {result.last_fail_reason}"
+                    )
+            else:
+                del objective  # each worker process makes its own
+                interrupted, problems = _run_processes(opts)
+        finally:
+            if view is not None:
+                view.__exit__(None, None, None)
+        if view is not None and view.error is not None:
+            problems.append(f"the progress display stopped: {view.error}")
+        with storage_lock(opts.storage):  # a worker killed after the others' last look
+            reap(study, storage)
+        summary = summarize(
+            storage, opts, artifacts_dir, time.perf_counter() - started, interrupted, problems
+        )
+        storage.remove_session()
     return summary
+
+
+@contextmanager
+def _no_leftovers(url: str, artifacts_dir: Path) -> Iterator[None]:
+    """A search that ends before any trial exists (an error after the storage was made, all
+    workers dead at start, Ctrl-C) leaves no new SQLite file or artifact folder."""
+    from maskopt.studies.storage import sqlite_path
+
+    db = sqlite_path(url)
+    new_db = db is not None and not db.exists()
+    new_dir = not artifacts_dir.exists()
+    try:
+        yield
+    finally:
+        if new_db and db is not None and _holds_no_trial(url):
+            for suffix in ("", "-wal", "-shm", ".lock"):
+                Path(str(db) + suffix).unlink(missing_ok=True)
+            if new_dir and artifacts_dir.is_dir() and not any(artifacts_dir.iterdir()):
+                artifacts_dir.rmdir()
+
+
+def _holds_no_trial(url: str) -> bool:
+    import optuna
+
+    from maskopt.errors import StudyError
+    from maskopt.studies.storage import create_storage
+
+    try:
+        storage = create_storage(url, heartbeat=False, must_exist=True)
+    except StudyError:
+        return True  # not even a database
+    try:
+        return not any(
+            optuna.load_study(study_name=s.study_name, storage=storage).get_trials(deepcopy=False)
+            for s in storage.get_all_studies()
+        )
+    finally:
+        storage.remove_session()
 
 
 def _run_processes(opts: SearchOptions) -> tuple[bool, list[str]]:

@@ -49,7 +49,8 @@ def create_pruner(
     a value that only grows (see maskopt.search.objective).
     wilcoxon: compares the trial fold by fold with the best trial (steps = folds); it can only
     reach p < 0.1 with 5 or more folds.
-    hyperband: successive halving over epochs, from 1 up to max_steps.
+    hyperband: successive halving over epochs, from warmup_steps (its minimum resource: no
+    trial is stopped before it) up to max_steps.
     """
     import optuna
 
@@ -60,8 +61,14 @@ def create_pruner(
     if name == "wilcoxon":
         return optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=warmup_steps)
     if name == "hyperband":
+        first = max(warmup_steps, 1)
+        if first > max_steps:
+            raise ConfigError(
+                f"--warmup-steps with --pruner hyperband is the first rung, at most the "
+                f"{max_steps} steps a trial reports, but got {warmup_steps}."
+            )
         return optuna.pruners.HyperbandPruner(
-            min_resource=1, max_resource=max(max_steps, 1), reduction_factor=3
+            min_resource=first, max_resource=max(max_steps, 1), reduction_factor=3
         )
     if name == "none":
         return optuna.pruners.NopPruner()

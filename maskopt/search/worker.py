@@ -1,9 +1,19 @@
-"""One worker: runs trials of a study until it holds --trials finished ones.
+"""One worker: runs trials of a study until it holds exactly --trials finished ones.
 
-Every worker (the only one, or one of --workers N processes, or one per machine on a shared
-PostgreSQL URL) runs this same loop over Optuna's `study.optimize`, which is what gives the
-heartbeat: a trial whose worker dies stops beating, the next worker to start a trial marks
-it FAIL and RetryHeartbeatStaleTrialCallback queues a copy of it (same params) to run again.
+Every worker (the only one, one of --workers N processes, or one per machine on a shared
+PostgreSQL URL) runs this same loop of Optuna's `ask` and `tell`, with a heartbeat recorded
+while a trial runs: a trial whose worker dies stops beating, the next worker to look after
+the grace period fails it (optuna.storages.fail_stale_trials) and the storage's callback
+queues its parameters again (records.requeue). Around that, three things `study.optimize`
+does not do:
+
+- Exactly N. A trial runs only if fewer than N trials numbered below it are finished,
+  running or queued; otherwise it goes back to the queue (WAITING) as it was. Numbers follow
+  creation, and every trial that may still finish counts for the higher-numbered ones, so
+  at most N finish; and while trials run with fewer than N finished, the others wait, in
+  case one fails and its place must be filled.
+- Dead workers of this host are failed at once (maskopt.search.zombies), not after the grace.
+- The fold models of FAIL and pushed-out trials are swept after every trial (search.models).
 """
 
 from __future__ import annotations
@@ -11,22 +21,27 @@ from __future__ import annotations
 import gc
 import importlib
 import os
-import socket
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from maskopt.errors import StudyError
 from maskopt.search.options import SearchOptions
+from maskopt.studies.records import FAIL_REASON, FINISHED, WORKER, read_trial, requeue
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.storages import RDBStorage
+    from optuna.trial import FrozenTrial
 
-FINISHED = ("COMPLETE", "PRUNED")
 # A worker that sees this many failures in a row stops: the space or the data is broken, and
 # failed trials do not count towards --trials, so it would otherwise never end.
 MAX_FAILS_IN_A_ROW = 5
 INTERRUPTED = "interrupted (Ctrl-C): not counted; the resumed search runs this config again"
+WAIT_S = 1.0  # between looks at the study while other workers' trials decide the count
+COUNTED = (*FINISHED, "RUNNING", "WAITING")  # trials that may still finish
 
 
 @dataclass(frozen=True)
@@ -53,107 +68,203 @@ def fail_reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
-def count_finished(study: optuna.Study) -> int:
-    from optuna.trial import TrialState
+class Heartbeat:
+    """Records the trial's heartbeat every interval while the `with` block runs (what
+    `study.optimize` does for its trials)."""
 
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    def __init__(self, storage: RDBStorage, trial_id: int) -> None:
+        self.storage = storage
+        self.trial_id = trial_id
+        self.interval = storage.get_heartbeat_interval()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name="maskopt-heartbeat")
+
+    def _beat(self) -> None:
+        assert self.interval is not None
+        while True:
+            self.storage.record_heartbeat(self.trial_id)
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> Heartbeat:
+        if self.interval is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+def look_after(study: optuna.Study, storage: RDBStorage) -> None:
+    """Fail the trials of dead workers: at once on this host, after the grace elsewhere."""
+    import warnings
+
+    import optuna
+
+    from maskopt.search.zombies import reap
+
+    reap(study, storage)
+    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def ask(study: optuna.Study) -> optuna.Trial:
+    """study.ask, without Optuna's warning that heartbeats are meant for study.optimize: this
+    loop records them itself (Heartbeat), as optimize does."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        return study.ask()
+
+
+def may_run(trials: list[optuna.trial.FrozenTrial], number: int, n: int) -> bool:
+    """Whether trial `number` fits under --trials `n`: fewer than n trials numbered below it
+    may still finish."""
+    return sum(t.number < number and t.state.name in COUNTED for t in trials) < n
 
 
 def run_worker(opts: SearchOptions, index: int = 0, objective: Any = None) -> WorkerResult:
-    """Run trials until the study holds opts.trials finished ones (or timeout / Ctrl-C)."""
+    """Run trials until the study holds opts.trials finished ones (or timeout / Ctrl-C).
+    The study exists and matches (maskopt.search.study.open_study, in run_search)."""
     import optuna
-    from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    from maskopt.search.models import drop_pushed_out_models
+    from maskopt.search.models import Sweeper
     from maskopt.search.samplers import create_pruner, create_sampler
-    from maskopt.search.study import open_study
+    from maskopt.search.zombies import this_worker
     from maskopt.spaces import get_space
-    from maskopt.studies.storage import artifacts_dir_for, create_artifact_store, create_storage
+    from maskopt.studies.storage import (
+        artifacts_dir_for,
+        create_artifact_store,
+        create_storage,
+        storage_lock,
+    )
 
     storage = create_storage(opts.storage, heartbeat=True, interval=opts.heartbeat)
-    # Optuna logs every failed trial with its traceback; maskopt records the reason in the
-    # trial (fail_reason) and shows it in the progress and the summary instead.
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
     objective = objective if objective is not None else load_objective(opts)
-    artifacts_dir = artifacts_dir_for(opts.storage, opts.artifacts)
-    store = create_artifact_store(artifacts_dir)
-    study = open_study(opts, storage, objective.study_attrs, str(artifacts_dir))
-    space = get_space(opts.space) if opts.sampler == "grid" else None
-    seed = (
-        None if opts.seed is None else opts.seed + index
-    )  # same seed: same params in every worker
-    study.sampler = create_sampler(
-        opts.sampler, seed=seed, space=space, startup_trials=opts.startup_trials
+    store = create_artifact_store(artifacts_dir_for(opts.storage, opts.artifacts))
+    seed = None if opts.seed is None else opts.seed + index  # same seed: same params everywhere
+    study = optuna.load_study(
+        study_name=opts.study,
+        storage=storage,
+        sampler=create_sampler(
+            opts.sampler,
+            seed=seed,
+            space=get_space(opts.space) if opts.sampler == "grid" else None,
+            startup_trials=opts.startup_trials,
+        ),
+        pruner=create_pruner(
+            opts.pruner,
+            startup_trials=opts.startup_trials,
+            warmup_steps=opts.warmup_steps,
+            max_steps=max_steps(opts, objective),
+        ),
     )
-    max_steps = opts.folds if opts.report == "fold" else int(objective.study_attrs.get("epochs", 1))
-    study.pruner = create_pruner(
-        opts.pruner,
-        startup_trials=opts.startup_trials,
-        warmup_steps=opts.warmup_steps,
-        max_steps=max_steps,
-    )
-    worker_id = f"{socket.gethostname()}:{os.getpid()}"
-    state: dict[str, Any] = {"ran": 0, "fails": 0, "reason": None}
-
-    def run_trial(trial: optuna.Trial) -> float:
-        trial.set_user_attr("worker", worker_id)
-        try:
-            return float(objective(trial))
-        except optuna.TrialPruned:
-            raise
-        except KeyboardInterrupt:
-            # FAIL, not PRUNED: a PRUNED trial counts towards --trials and its partial values
-            # would feed the pruner's medians as if the config had been judged bad. The same
-            # params go back in the queue, so the resumed search runs them first.
-            trial.set_user_attr("fail_reason", INTERRUPTED)
-            trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-            raise
-        except Exception as err:  # a bad config, out of memory...: FAIL with the reason, go on
-            trial.set_user_attr("fail_reason", fail_reason(err))
-            raise
-        finally:
-            _free_device_memory()
-
-    def after_trial(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
-        state["ran"] += 1
-        if frozen.state == TrialState.FAIL:
-            state["fails"] += 1
-            state["reason"] = frozen.user_attrs.get("fail_reason")
-            if state["fails"] >= MAX_FAILS_IN_A_ROW:
-                study.stop()
-        else:
-            state["fails"] = 0
-        if frozen.state == TrialState.COMPLETE:
-            drop_pushed_out_models(study, storage, store, opts.keep_models)
-
+    study_id = storage.get_study_id_from_name(opts.study)
+    worker = this_worker().to_attr()
+    sweep = Sweeper(store, opts.keep_models)
+    deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
+    ran = fails = 0
+    reason: str | None = None
     interrupted = False
-    if count_finished(study) < opts.trials:
-        try:
-            study.optimize(
-                run_trial,
-                timeout=opts.timeout,
-                catch=(Exception,),
-                callbacks=[
-                    MaxTrialsCallback(opts.trials, states=(TrialState.COMPLETE, TrialState.PRUNED)),
-                    after_trial,
-                ],
-                gc_after_trial=True,
-            )
-        except KeyboardInterrupt:
-            interrupted = True
+    try:
+        sweep(study)
+        while fails < MAX_FAILS_IN_A_ROW and (deadline is None or time.monotonic() < deadline):
+            with storage_lock(opts.storage):  # SQLite: the workers of this machine take turns
+                look_after(study, storage)
+                trials = study.get_trials(deepcopy=False)
+                finished = sum(t.state.name in FINISHED for t in trials)
+                running = sum(t.state == TrialState.RUNNING for t in trials)
+                if finished >= opts.trials:
+                    break
+                # While finished + running reach N, one of those running may still fail: wait.
+                trial = ask(study) if finished + running < opts.trials else None
+            if trial is None:
+                time.sleep(WAIT_S)
+                continue
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            if not may_run(study.get_trials(deepcopy=False), trial.number, opts.trials):
+                # A worker elsewhere took the last place at the same moment: back to the queue,
+                # as it was (the next run takes it first).
+                storage.set_trial_state_values(trial_id, TrialState.WAITING)
+                time.sleep(WAIT_S)
+                continue
+            trial.set_user_attr(WORKER, worker)
+            frozen = run_trial(study, trial, objective, Heartbeat(storage, trial_id))
+            ran += 1
+            if frozen.state == TrialState.FAIL:
+                fails += 1
+                reason = frozen.user_attrs.get(FAIL_REASON)
+            else:
+                fails = 0
+            sweep(study)
+    except KeyboardInterrupt:
+        interrupted = True
     storage.remove_session()
-    return WorkerResult(state["ran"], state["fails"], state["reason"], interrupted)
+    return WorkerResult(ran, fails, reason, interrupted)
+
+
+def max_steps(opts: SearchOptions, objective: Any) -> int:
+    """The steps a trial reports: folds (wilcoxon) or epochs."""
+    from maskopt.studies.records import EPOCHS
+
+    return opts.folds if opts.report == "fold" else int(objective.study_attrs.get(EPOCHS, 1))
+
+
+def run_trial(
+    study: optuna.Study, trial: optuna.Trial, objective: Any, heartbeat: Heartbeat
+) -> optuna.trial.FrozenTrial:
+    """Run one trial and tell the study how it ended: COMPLETE, PRUNED, or FAIL with its
+    reason (a bad config, out of memory...; the study goes on). Ctrl-C fails it too, queues
+    its parameters again and is raised on. A trial another worker has failed meanwhile (its
+    heartbeats came late) stays failed: its parameters are queued already."""
+    import optuna
+    from optuna.trial import TrialState
+
+    def tell(value: float | None = None, state: TrialState | None = None) -> FrozenTrial:
+        return study.tell(trial, value, state=state, skip_if_finished=True)
+
+    try:
+        with heartbeat:
+            value = float(objective(trial))
+    except optuna.TrialPruned:
+        return tell(state=TrialState.PRUNED)
+    except KeyboardInterrupt:
+        # FAIL, not PRUNED: a PRUNED trial counts towards --trials and its partial values
+        # would feed the pruner's medians as if the config had been judged bad. The same
+        # params go back in the queue, so the resumed search runs them first.
+        _set_attr_unless_finished(trial, FAIL_REASON, INTERRUPTED)
+        requeue(study, read_trial(tell(state=TrialState.FAIL)), died=False)
+        raise
+    except Exception as err:
+        _set_attr_unless_finished(trial, FAIL_REASON, fail_reason(err))
+        return tell(state=TrialState.FAIL)
+    finally:
+        _free_device_memory()
+    return tell(value)
+
+
+def _set_attr_unless_finished(trial: optuna.Trial, key: str, value: Any) -> None:
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    try:
+        trial.set_user_attr(key, value)
+    except UpdateFinishedTrialError:
+        pass  # another worker failed it meanwhile
 
 
 def _free_device_memory() -> None:
-    """Give the GPU's cached blocks back after a trial (OOM or not); the objective has already
-    closed its models. Optuna's gc_after_trial collects host memory after every trial."""
+    """Give host memory and the GPU's cached blocks back after a trial (OOM or not); the
+    objective has already closed its models."""
     import sys
 
+    gc.collect()
     torch = sys.modules.get("torch")  # only if the objective used it
     if torch is not None and torch.cuda.is_available():
-        gc.collect()
         torch.cuda.empty_cache()
 
 
@@ -163,7 +274,6 @@ def worker_main(opts: SearchOptions, index: int, env: dict[str, str]) -> None:
     `env`: its GPU, share of cores and threads (maskopt.search.gpus.plan_workers), set
     before anything imports torch."""
     os.environ.update(env)
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     try:
         result = run_worker(opts, index)
     except StudyError as err:

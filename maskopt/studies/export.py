@@ -1,6 +1,6 @@
 """From a finished study to one model: the best trials, the ensemble, the bundle.
 
-`best_trials` feeds `maskopt best`'s table. `export_best` is `maskopt best --export`:
+`export_best` is `maskopt best --export`:
 
 1. the top K complete trials and their saved out-of-fold (OOF) probabilities;
 2. greedy forward selection with replacement on OOF macro F1 (soft or hard votes);
@@ -23,7 +23,6 @@ import math
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,17 @@ import numpy as np
 from maskopt.errors import ConfigError, StudyError
 from maskopt.studies import bundle as bundles
 from maskopt.studies.ensemble import Selection, check_vote, combine, greedy_select, member_scores
+from maskopt.studies.records import (
+    CROP,
+    DATA_FINGERPRINT,
+    FOLD_BEST_EPOCH,
+    FOLD_SEED,
+    N_FOLDS,
+    N_IMAGES,
+    complete_trials,
+    kept_models,
+    read_trial,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -48,110 +58,6 @@ OPTIMISM_NOTE = (
     "optimistic; the held-out F1 (eval/solution.csv) is the honest number."
 )
 THROUGHPUT_IMAGES = 128  # images timed per model for the images/s column
-
-
-# ---------------------------------------------------------------------------- the table
-
-
-@dataclass(frozen=True)
-class TrialRow:
-    """One line of `maskopt best`."""
-
-    number: int
-    value: float | None
-    state: str
-    fold_f1: tuple[float, ...]
-    fold_best_epoch: tuple[int, ...]
-    epochs_run: int | None
-    params: dict[str, Any]  # the parameters that vary among the study's complete trials
-    images_per_s: float | None
-    duration_s: float | None
-    has_models: bool  # fold models kept in the artifact store (needed for --no-retrain / TTA)
-
-    @property
-    def fold_spread(self) -> float | None:
-        return float(max(self.fold_f1) - min(self.fold_f1)) if len(self.fold_f1) > 1 else None
-
-
-def complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Complete trials, best first (ties: the earlier trial first)."""
-    import optuna
-
-    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    trials = [t for t in trials if t.value is not None and math.isfinite(t.value)]
-    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
-    return sorted(trials, key=lambda t: (sign * float(t.value), t.number))  # type: ignore[arg-type]
-
-
-def varying_params(trials: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
-    names = sorted({k for t in trials for k in t.params})
-    return [k for k in names if len({repr(t.params.get(k)) for t in trials}) > 1]
-
-
-MAX_TABLE_PARAMS = 6  # a table row stays readable; --config-out gives the whole config
-
-
-def key_params(study: optuna.Study, complete: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
-    """The parameters that matter: the most important ones by Optuna's parameter importance
-    when it can be computed, else those that vary, else all (at most MAX_TABLE_PARAMS)."""
-    import optuna
-
-    varying = varying_params(complete)
-    if len(complete) >= 2 and varying:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "some regimes have less than 2 trials"
-                ranked = list(optuna.importance.get_param_importances(study))
-            return ranked[:MAX_TABLE_PARAMS]
-        except (ValueError, RuntimeError):  # e.g. dynamic spaces with no common parameter
-            pass
-    keys = varying or sorted({k for t in complete for k in t.params})
-    return keys[:MAX_TABLE_PARAMS]
-
-
-def best_trials(study: optuna.Study, top: int = 5) -> tuple[list[TrialRow], dict[str, int]]:
-    """The top `top` complete trials as table rows, and the study's trial count per state."""
-    if top < 1:
-        raise ConfigError(f"--top must be >= 1, but got {top}.")
-    complete = complete_trials(study)
-    keys = key_params(study, complete)
-    rows = [
-        TrialRow(
-            number=t.number,
-            value=t.value,
-            state=t.state.name,
-            fold_f1=tuple(float(v) for v in t.user_attrs.get("fold_f1", [])),
-            fold_best_epoch=tuple(int(v) for v in t.user_attrs.get("fold_best_epoch", [])),
-            epochs_run=t.user_attrs.get("epochs_run"),
-            params={k: t.params[k] for k in keys if k in t.params},
-            images_per_s=t.user_attrs.get("images_per_s"),
-            duration_s=t.user_attrs.get("duration_s"),
-            has_models=bool(t.user_attrs.get("model_artifacts")),
-        )
-        for t in complete[:top]
-    ]
-    states: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        states[t.state.name] = states.get(t.state.name, 0) + 1
-    return rows, states
-
-
-def trial_config(study: optuna.Study, number: int) -> TrainConfig:
-    """The TrainConfig trial `number` trained with (its `config` user attribute)."""
-    from maskopt.trainer.config import config_from_dict
-
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    if number not in trials:
-        have = f"0..{max(trials)}" if trials else "none"
-        raise StudyError(f"study {study.study_name!r} has no trial {number}; trials: {have}.")
-    raw = trials[number].user_attrs.get("config")
-    if raw is None:
-        raise StudyError(
-            f"trial {number} of {study.study_name!r} has no config "
-            f"(state {trials[number].state.name}); "
-            "it may have failed before its config was sampled."
-        )
-    return config_from_dict(json.loads(raw) if isinstance(raw, str) else raw)
 
 
 # ---------------------------------------------------------------------------- export
@@ -224,19 +130,9 @@ def _download(store: Any, artifact_id: str, path: Path) -> Path:
     return path
 
 
-def _artifacts_dir(url: str, given: Path | None, hint: str | None) -> Path:
-    """--artifacts if given; else the folder the search recorded, if it is there from here
-    (it may be relative to another working directory); else the default beside the file."""
-    from maskopt.studies.storage import artifacts_dir_for
-
-    if given is None and hint and Path(hint).is_dir():
-        return Path(hint)
-    return artifacts_dir_for(url, given)
-
-
 def _check_data(study: optuna.Study, data: TrainSet, data_dir: Path) -> None:
     attrs = study.user_attrs
-    want = attrs.get("data_fingerprint")
+    want = attrs.get(DATA_FINGERPRINT)
     if want is None:
         raise StudyError(
             f"study {study.study_name!r} has no data_fingerprint: "
@@ -245,8 +141,8 @@ def _check_data(study: optuna.Study, data: TrainSet, data_dir: Path) -> None:
     have = data.fingerprint()
     if have != want:
         diffs = [f"fingerprint {have} here, {want} in the study"]
-        if attrs.get("n_images") is not None and attrs["n_images"] != len(data):
-            diffs.append(f"{len(data)} images here, {attrs['n_images']} in the study")
+        if attrs.get(N_IMAGES) is not None and attrs[N_IMAGES] != len(data):
+            diffs.append(f"{len(data)} images here, {attrs[N_IMAGES]} in the study")
         raise StudyError(
             f"data {data_dir} is not the data study {study.study_name!r} was searched on ("
             + "; ".join(diffs)
@@ -263,20 +159,19 @@ def _load_candidates(
     notes: list[str] = []
     out: list[Candidate] = []
     for t in complete_trials(study)[:top]:
-        art = t.user_attrs.get("oof_artifact")
-        raw = t.user_attrs.get("config")
-        if not art or raw is None:
+        record = read_trial(t)
+        if not record.oof_artifact or record.config is None:
             notes.append(f"trial {t.number} left out: no saved OOF predictions or config.")
             continue
-        with np.load(_download(store, art, work / f"oof-{t.number}.npz")) as z:
+        with np.load(_download(store, record.oof_artifact, work / f"oof-{t.number}.npz")) as z:
             probs, oof_labels = z["probs"].astype(np.float32), z["labels"]
         if probs.shape != (len(data), 18) or not np.array_equal(oof_labels, labels):
             raise StudyError(
                 f"trial {t.number}'s OOF predictions do not match the data: shape {probs.shape}, "
                 f"expected ({len(data)}, 18) with the same labels in TrainSet order."
             )
-        cfg = config_from_dict(json.loads(raw) if isinstance(raw, str) else raw)
-        out.append(Candidate(t, cfg, probs, 0.0, list(t.user_attrs.get("model_artifacts") or [])))
+        cfg = config_from_dict(record.config)
+        out.append(Candidate(t, cfg, probs, 0.0, list(kept_models(store, record))))
     if not out:
         raise StudyError(
             f"study {study.study_name!r} has no complete trial with saved OOF predictions; "
@@ -291,9 +186,7 @@ def _folds(study: optuna.Study, data: TrainSet) -> list[tuple[np.ndarray, np.nda
     from maskopt.trainer.folds import create_folds
 
     attrs = study.user_attrs
-    return create_folds(
-        data.strata(), data.groups(), int(attrs["n_folds"]), int(attrs["fold_seed"])
-    )
+    return create_folds(data.strata(), data.groups(), int(attrs[N_FOLDS]), int(attrs[FOLD_SEED]))
 
 
 def _fold_checkpoints(c: Candidate, store: Any, work: Path) -> list[Path]:
@@ -366,7 +259,7 @@ def _retrain(
     from maskopt.trainer.loop import fit
 
     cfgs = {
-        c.number: retrain_config(c.config, c.trial.user_attrs.get("fold_best_epoch", []))
+        c.number: retrain_config(c.config, c.trial.user_attrs.get(FOLD_BEST_EPOCH, []))
         for c in members
     }
     out: dict[int, tuple[list[str], TrainConfig]] = {}
@@ -481,7 +374,7 @@ def _measure_tta(
 ) -> dict[int, list[Path]]:
     """Download the fold models of `need` and set each one's `tta_oof`; returns the
     checkpoints by trial number (absent: no kept fold models)."""
-    folds = _folds(study, data) if "n_folds" in study.user_attrs else None
+    folds = _folds(study, data) if N_FOLDS in study.user_attrs else None
     fold_cks: dict[int, list[Path]] = {}
     for c in need:
         if not c.fold_models or folds is None:
@@ -612,7 +505,7 @@ def export_best(
     """`maskopt best --export`: choose, (re)train and write the bundle to `out` (atomically)."""
     from maskopt.data.layout import read_eval, read_train
     from maskopt.studies.plots import write_plots
-    from maskopt.studies.storage import create_artifact_store, load_study
+    from maskopt.studies.storage import create_artifact_store, load_study, study_artifacts_dir
     from maskopt.trainer.device import resolve_device
     from maskopt.trainer.metrics import macro_f1
 
@@ -621,10 +514,8 @@ def export_best(
         raise ConfigError(f"--top must be >= 1, but got {top}.")
     study = load_study(storage_url, study_name)
     attrs = study.user_attrs
-    store = create_artifact_store(
-        _artifacts_dir(storage_url, artifacts, attrs.get("artifacts_dir"))
-    )
-    crop = attrs.get("crop", "center")
+    store = create_artifact_store(study_artifacts_dir(storage_url, artifacts, study))
+    crop = attrs.get(CROP, "center")
     data = read_train(data_dir, crop=crop, cache_dir=cache_dir, progress=progress)
     _check_data(study, data, Path(data_dir))
     dev = str(resolve_device(device))
@@ -717,7 +608,7 @@ def export_best(
             crop=crop,
             members=members,
             oof_f1=ens_f1,
-            data_fingerprint=attrs["data_fingerprint"],
+            data_fingerprint=attrs[DATA_FINGERPRINT],
             versions=bundles.library_versions(),
             info={},
         )

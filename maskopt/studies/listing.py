@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maskopt.errors import ConfigError
+from maskopt.studies.records import N_FOLDS, SPACE, best_trial, count_states
 from maskopt.studies.storage import artifacts_dir_for, create_artifact_store, create_storage
 
 
@@ -31,25 +32,18 @@ def list_studies(url: str) -> list[StudyInfo]:
     for frozen in storage.get_all_studies():
         study = optuna.load_study(study_name=frozen.study_name, storage=storage)
         trials = study.get_trials(deepcopy=False)
-        counts: dict[str, int] = {}
-        last = None
-        for t in trials:
-            counts[t.state.name] = counts.get(t.state.name, 0) + 1
-            for when in (t.datetime_start, t.datetime_complete):
-                if when is not None and (last is None or when > last):
-                    last = when
-        complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
-        best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
+        times = [w for t in trials for w in (t.datetime_start, t.datetime_complete) if w]
+        best = best_trial(trials)
         attrs = frozen.user_attrs
         out.append(
             StudyInfo(
                 frozen.study_name,
-                counts,
+                count_states(trials),
                 best.value if best else None,
                 best.number if best else None,
-                last,
-                attrs.get("space"),
-                attrs.get("n_folds"),
+                max(times, default=None),
+                attrs.get(SPACE),
+                attrs.get(N_FOLDS),
             )
         )
     storage.remove_session()

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from maskopt.studies.records import varying_params
+
 if TYPE_CHECKING:
     import optuna
 
@@ -25,18 +27,13 @@ class PlotsResult:
     skipped: dict[str, str] = field(default_factory=dict)  # title -> why not
 
 
-def _varying_params(trials: list[optuna.trial.FrozenTrial]) -> list[str]:
-    names = sorted({k for t in trials for k in t.params})
-    return [k for k in names if len({repr(t.params.get(k)) for t in trials}) > 1]
-
-
 def _importance_skip(study: optuna.Study) -> str | None:
     import optuna
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(complete) < 2:
         return f"needs at least 2 complete trials, the study has {len(complete)}"
-    if not _varying_params(complete):
+    if not varying_params(complete):
         return "no parameter takes more than one value in the complete trials"
     return None
 
@@ -62,7 +59,7 @@ def study_figures(study: optuna.Study) -> tuple[list[tuple[str, Any]], dict[str,
             "Parallel coordinates",
             lambda: vis.plot_parallel_coordinate(study),
             None
-            if complete and _varying_params(complete)
+            if complete and varying_params(complete)
             else "no complete trial with varying parameters",
         ),
         (

@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +59,9 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path)
 
 
-def _check_url(url: str) -> None:
+def check_url(url: str) -> None:
+    """StudyError in one line for a URL that does not parse, names an unknown database or a
+    missing folder (nothing is opened or created)."""
     import sqlalchemy.engine
 
     try:
@@ -114,10 +117,8 @@ def create_storage(
     A URL that does not parse, names a missing folder or a server that does not answer is a
     StudyError in one line.
     """
-    import optuna
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-    _check_url(url)
+    check_url(url)
     engine_kwargs: dict[str, Any] = {}
     path = sqlite_path(url)
     if must_exist and path is not None and not Path(path).exists():
@@ -131,33 +132,21 @@ def create_storage(
     else:
         # Drop connections the server closed while a long trial trained.
         engine_kwargs["pool_pre_ping"] = True
-    import warnings
-
-    # Heartbeats and their retry callback have been "experimental" since Optuna 2.8 / 2.9.
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     kwargs: dict[str, Any] = {}
     if heartbeat:
         seconds = heartbeat_interval(interval)
-        stale: Callable[..., None] | None = (
-            RetryHeartbeatStaleTrialCallback(max_retry=3) if retry else None
-        )
         kwargs = dict(
             heartbeat_interval=seconds,
             grace_period=2 * seconds,
-            heartbeat_stale_trial_callback=stale,
+            heartbeat_stale_trial_callback=requeue_stale if retry else None,
         )
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Processes that open a new database at the same moment race to create its tables
     # ("table studies already exists"): SQLite openers take turns on a file lock, and any
     # opener tries again after a moment (by then the tables are there).
     for attempt in range(_OPEN_ATTEMPTS):
         try:
-            if path is not None:
-                from filelock import FileLock
-
-                with FileLock(str(path) + ".lock", timeout=SQLITE_BUSY_TIMEOUT_S):
-                    return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-            return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+            with storage_lock(url):
+                return _rdb_storage(url, engine_kwargs, kwargs)
         except Exception as err:  # driver errors have many types; all mean "cannot open storage"
             text = str(err).strip()
             if "already exists" in text and attempt + 1 < _OPEN_ATTEMPTS:
@@ -166,6 +155,39 @@ def create_storage(
             first = text.splitlines()[0] if text else type(err).__name__
             raise StudyError(f"cannot open storage {url!r}: {first}") from None
     raise AssertionError("unreachable")
+
+
+@contextmanager
+def storage_lock(url: str) -> Iterator[None]:
+    """One process of this machine at a time on a SQLite storage (a file lock beside the file);
+    nothing for a server, whose row locks do it. SQLite has no row locks: two workers taking a
+    queued trial at the same moment would both get it."""
+    path = sqlite_path(url)
+    if path is None:
+        yield
+        return
+    from filelock import FileLock
+
+    with FileLock(str(path) + ".lock", timeout=SQLITE_BUSY_TIMEOUT_S):
+        yield
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]) -> RDBStorage:
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+
+
+def requeue_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """The storage's callback for a trial failed for its silence (its worker died on another
+    host, or hangs): its parameters go back in the queue (records.requeue)."""
+    from maskopt.studies.records import read_trial, requeue
+
+    requeue(study, read_trial(trial), died=True)
 
 
 def artifacts_dir_for(url: str, artifacts: str | os.PathLike | None) -> Path:
@@ -181,6 +203,32 @@ def artifacts_dir_for(url: str, artifacts: str | os.PathLike | None) -> Path:
             "(the default, beside the file, exists only for sqlite:///FILE URLs)."
         )
     return path.with_suffix(".artifacts")
+
+
+def study_artifacts_dir(url: str, given: str | os.PathLike | None, study: optuna.Study) -> Path:
+    """A study's artifact folder: `given` (--artifacts); else the folder its search recorded,
+    if it is there from here (it may be relative to another working directory); else the
+    default beside the SQLite file."""
+    from maskopt.studies.records import ARTIFACTS_DIR
+
+    recorded = study.user_attrs.get(ARTIFACTS_DIR)
+    if given is None and recorded and Path(recorded).is_dir():
+        return Path(recorded)
+    return artifacts_dir_for(url, given)
+
+
+def find_artifact_store(
+    url: str, given: str | os.PathLike | None, study: optuna.Study | None = None
+) -> FileSystemArtifactStore | None:
+    """For reading commands: the artifact store if its folder exists (they create nothing);
+    None where there is none, or none can be named (a server URL without --artifacts)."""
+    try:
+        directory = (
+            study_artifacts_dir(url, given, study) if study else artifacts_dir_for(url, given)
+        )
+    except ConfigError:
+        return None
+    return create_artifact_store(directory) if directory.is_dir() else None
 
 
 def create_artifact_store(directory: str | os.PathLike) -> FileSystemArtifactStore:

@@ -131,6 +131,8 @@ def _validate(cfg: TrainConfig) -> None:
     if cfg.weights is not None and not (isinstance(cfg.weights, str) and cfg.weights):
         raise _bad("weights", cfg.weights, "a path to a local weights file, or null")
     _check_int(cfg, "image_size", 16, 1024)
+    if cfg.image_size % 4:  # images are (5W/4, W): the height must be whole (data.crop.image_shape)
+        raise _bad("image_size", cfg.image_size, "a multiple of 4 in 16..1024")
     _check_float(cfg, "dropout", 0.0, 1.0, hi_open=True)
     _check_choice(cfg, "head", HEADS)
     if not isinstance(cfg.head_hidden, tuple) or not all(

@@ -92,6 +92,8 @@ def create_model(cfg: TrainConfig, device: str | torch.device = "cpu") -> torch.
     from maskopt.trainer.device import place_model
 
     SingleHead, MultiHead, MaskNet = _build_classes()
+    if cfg.pretrained:
+        check_weights_reachable(cfg.backbone)
     try:
         backbone = _create_backbone(cfg)
     except ConfigError:
@@ -108,6 +110,68 @@ def create_model(cfg: TrainConfig, device: str | torch.device = "cpu") -> torch.
     head_cls = SingleHead if cfg.head == "single" else MultiHead
     model = MaskNet(backbone, head_cls(feature_width(backbone), cfg.head_hidden, cfg.dropout))
     return place_model(model, device)
+
+
+# Seconds to wait for the weights' server before saying it cannot be reached (timm itself
+# retries for about 45 s without a network before its error).
+WEIGHTS_PROBE_S = 3.0
+
+
+def check_weights_reachable(backbone: str) -> None:
+    """`pretrained: true` needs timm's weights in the local cache or their server within reach:
+    without either, ConfigError at once. Nothing is downloaded here."""
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    from timm.models import get_pretrained_cfg
+
+    try:
+        source = get_pretrained_cfg(backbone)
+    except RuntimeError:
+        return  # an unknown tag: timm's own error says which tags there are
+    if source is None or _weights_cached(source):
+        return
+    if source.hf_hub_id:
+        from huggingface_hub import constants
+
+        url = constants.ENDPOINT
+    elif isinstance(source.url, str) and source.url:
+        url = source.url
+    else:
+        return
+    proxy = urllib.request.getproxies().get(urllib.parse.urlparse(url).scheme)
+    where = urllib.parse.urlparse(proxy or url)
+    host, port = where.hostname, where.port or (443 if where.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=WEIGHTS_PROBE_S).close()
+    except OSError as err:
+        raise ConfigError(
+            f"backbone {backbone!r} with pretrained=true: its weights are not in the local cache "
+            f"and {host}:{port} cannot be reached ({err.strerror or err}). Run it once on a "
+            "machine with network access (the weights are cached), or give a local file in "
+            "'weights'."
+        ) from None
+
+
+def _weights_cached(source: Any) -> bool:
+    """Whether timm would find the weights of `source` (its PretrainedCfg) without the network."""
+    if source.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, _, revision = source.hf_hub_id.partition("@")
+        files = [source.hf_hub_filename] if source.hf_hub_filename else []
+        files += ["model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"]
+        return any(
+            isinstance(try_to_load_from_cache(repo, f, revision=revision or None), str)
+            for f in files
+        )
+    if source.url:
+        import torch
+
+        name = source.url.rsplit("/", 1)[-1]
+        return (Path(torch.hub.get_dir()) / "checkpoints" / name).is_file()
+    return True  # a file or state dict source: nothing to download
 
 
 def feature_width(backbone: torch.nn.Module) -> int:

@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from maskopt.cli import app
+from maskopt.studies import records as r
 from maskopt.studies.storage import create_artifact_store, load_study
 
 TINY_SPACE = """
@@ -27,17 +28,39 @@ params:
   augment: 0
 """
 
+# what every COMPLETE trial of the k-fold objective carries (the fold models only in the top K)
 TRIAL_ATTRS = {
-    "config",
-    "fold_f1",
-    "fold_best_epoch",
-    "class_f1",
-    "epochs_run",
-    "images_per_s",
-    "duration_s",
-    "oof_artifact",
-    "model_artifacts",
+    r.WORKER,
+    r.CONFIG,
+    r.FOLD_F1,
+    r.FOLD_BEST_EPOCH,
+    r.CLASS_F1,
+    r.EPOCHS_RUN,
+    r.IMAGES_PER_S,
+    r.DURATION_S,
+    r.OOF_ARTIFACT,
 }
+
+
+def check_every_attribute_reads_through_the_records(study, store) -> None:
+    """Each attribute the search wrote is a records key, and its record carries the value."""
+    assert set(study.user_attrs) <= set(r.STUDY_KEYS), set(study.user_attrs) - set(r.STUDY_KEYS)
+    for t in study.get_trials():
+        assert set(t.user_attrs) <= set(r.TRIAL_KEYS), set(t.user_attrs) - set(r.TRIAL_KEYS)
+        rec = r.read_trial(t)
+        a = t.user_attrs
+        assert (rec.number, rec.state, rec.params) == (t.number, t.state.name, t.params)
+        assert rec.config == json.loads(a[r.CONFIG])
+        assert rec.worker == r.Worker(**a[r.WORKER]) and rec.worker.pid > 0
+        assert list(rec.fold_f1) == a[r.FOLD_F1] and rec.epochs_run == a[r.EPOCHS_RUN]
+        assert rec.duration_s == a[r.DURATION_S]
+        if t.state == TrialState.COMPLETE:
+            assert rec.value == t.value
+            assert list(rec.fold_best_epoch) == a[r.FOLD_BEST_EPOCH]
+            assert list(rec.class_f1) == a[r.CLASS_F1] and rec.images_per_s == a[r.IMAGES_PER_S]
+            assert rec.oof_artifact == a[r.OOF_ARTIFACT]
+        assert list(rec.model_artifacts) == a.get(r.MODEL_ARTIFACTS, [])
+        assert r.kept_models(store, rec) in ((), rec.model_artifacts)
 
 
 @pytest.mark.slow
@@ -72,14 +95,16 @@ def test_search_runs_kfold_trials_and_writes_the_study_format(tiny_data, tiny_se
 
     study = load_study(url, "maskopt")
     attrs = study.user_attrs
-    assert attrs["data_fingerprint"] == tiny_set.fingerprint()
-    assert (attrs["n_folds"], attrs["space"], attrs["epochs"], attrs["report"]) == (
+    assert attrs[r.DATA_FINGERPRINT] == tiny_set.fingerprint()
+    assert (attrs[r.N_FOLDS], attrs[r.SPACE], attrs[r.EPOCHS], attrs[r.REPORT]) == (
         2,
         "tiny",
         2,
         "epoch",
     )
-    assert attrs["n_images"] == len(tiny_set.records) and attrs["fold_seed"] == 0
+    assert attrs[r.N_IMAGES] == len(tiny_set.records) and attrs[r.FOLD_SEED] == 0
+    # the study remembers its data (for `best --export`)
+    assert attrs[r.DATA_DIR] == str(tiny_data.resolve()) and attrs[r.SKIP_BAD] is False
     trials = study.get_trials()
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 3
@@ -89,10 +114,11 @@ def test_search_runs_kfold_trials_and_writes_the_study_format(tiny_data, tiny_se
     labels = tiny_set.labels(60)
     for t in complete:
         assert TRIAL_ATTRS <= set(t.user_attrs)
-        assert json.loads(t.user_attrs["config"])["backbone"] == "resnet10t"
-        assert len(t.user_attrs["fold_f1"]) == 2 and len(t.user_attrs["class_f1"]) == 18
-        assert all(1 <= e <= 2 for e in t.user_attrs["fold_best_epoch"])
-        assert t.user_attrs["epochs_run"] == 4  # 2 folds x 2 epochs
+        rec = r.read_trial(t)
+        assert rec.config["backbone"] == "resnet10t"
+        assert len(rec.fold_f1) == 2 and len(rec.class_f1) == 18
+        assert all(1 <= e <= 2 for e in rec.fold_best_epoch)
+        assert rec.epochs_run == 4  # 2 folds x 2 epochs
         # intermediate values: step = epoch, value = mean of the folds' best-so-far F1 (monotone)
         steps = sorted(t.intermediate_values)
         assert steps == [1, 2]
@@ -100,7 +126,7 @@ def test_search_runs_kfold_trials_and_writes_the_study_format(tiny_data, tiny_se
         # the OOF artifact: every image once, probabilities that give the trial's value
         path = tmp_path / f"oof{t.number}.npz"
         download_artifact(
-            artifact_store=store, file_path=str(path), artifact_id=t.user_attrs["oof_artifact"]
+            artifact_store=store, file_path=str(path), artifact_id=t.user_attrs[r.OOF_ARTIFACT]
         )
         oof = np.load(path)
         assert oof["probs"].shape == (len(labels), 18) and oof["probs"].dtype == np.float32
@@ -108,17 +134,24 @@ def test_search_runs_kfold_trials_and_writes_the_study_format(tiny_data, tiny_se
         from maskopt.trainer.metrics import macro_f1
 
         assert macro_f1(labels, oof["probs"].argmax(1)) == pytest.approx(t.value)
-    # --keep-models 1: only the best complete trial keeps its 2 fold models, loadable checkpoints
-    best = max(complete, key=lambda t: t.value)
-    for t in complete:
-        assert len(t.user_attrs["model_artifacts"]) == (2 if t.number == best.number else 0)
+    check_every_attribute_reads_through_the_records(study, store)
+    # --keep-models 1: only the best complete trial keeps its 2 fold models, loadable checkpoints;
+    # the store holds them and the OOF files, nothing else
+    best = r.best_trial(study)
+    kept = {t.number: r.kept_models(store, r.read_trial(t)) for t in complete}
+    assert {n: len(ids) for n, ids in kept.items()} == {
+        t.number: 2 if t.number == best.number else 0 for t in complete
+    }
+    oofs = {t.user_attrs[r.OOF_ARTIFACT] for t in complete}
+    assert {p.name for p in (tmp_path / "maskopt.artifacts").iterdir()} == {
+        *oofs,
+        *kept[best.number],
+    }
     from maskopt.trainer.checkpoint import load_model
 
     model_path = tmp_path / "fold0.pt"
     download_artifact(
-        artifact_store=store,
-        file_path=str(model_path),
-        artifact_id=best.user_attrs["model_artifacts"][0],
+        artifact_store=store, file_path=str(model_path), artifact_id=kept[best.number][0]
     )
     model, cfg = load_model(model_path)
     assert cfg.backbone == "resnet10t" and cfg.epochs == 2
@@ -158,11 +191,10 @@ def test_wilcoxon_search_reports_one_step_per_fold(tiny_data, tmp_path):
     summary = run_search(opts, show_progress=False)
     assert summary.finished == 2
     study = load_study(url, "maskopt")
-    assert study.user_attrs["report"] == "fold"
+    assert study.user_attrs[r.REPORT] == "fold"
     first = study.get_trials()[0]
     assert first.state == TrialState.COMPLETE  # the first trial is the reference, never pruned
     assert sorted(first.intermediate_values) == [0, 1, 2]
-    assert [round(v, 6) for _, v in sorted(first.intermediate_values.items())] == first.user_attrs[
-        "fold_f1"
-    ]
-    assert first.user_attrs["model_artifacts"] == []  # --keep-models 0
+    steps = [round(v, 6) for _, v in sorted(first.intermediate_values.items())]
+    assert tuple(steps) == r.read_trial(first).fold_f1
+    assert r.read_trial(first).model_artifacts == ()  # --keep-models 0

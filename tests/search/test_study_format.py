@@ -1,18 +1,40 @@
-"""Storage helpers, study checks on resume and top-K fold-model bookkeeping, on real SQLite."""
+"""Storage helpers, study checks on resume, the fold-model store and the records, on real SQLite."""
 
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import optuna
 import pytest
-from optuna.artifacts import upload_artifact
 from optuna.trial import TrialState
 
 from maskopt.errors import ConfigError, StudyError
-from maskopt.search.models import drop_pushed_out_models, enters_top_k, top_k_numbers
+from maskopt.search.models import Sweeper, model_ids, write_fold_models
 from maskopt.search.options import SearchOptions
 from maskopt.search.study import open_study
+from maskopt.studies.records import (
+    CROP,
+    DATA_FINGERPRINT,
+    EPOCHS,
+    FAIL_REASON,
+    FOLD_F1,
+    FOLD_SEED,
+    MODEL_ARTIFACTS,
+    N_FOLDS,
+    N_IMAGES,
+    REPORT,
+    SPACE,
+    best_trial,
+    complete_trials,
+    count_finished,
+    count_states,
+    enters_top_k,
+    kept_models,
+    read_trials,
+    top_k_numbers,
+    varying_params,
+)
 from maskopt.studies.storage import (
     artifacts_dir_for,
     create_artifact_store,
@@ -69,44 +91,52 @@ def test_resume_with_other_folds_or_data_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path / 'm.db'}"
     storage = create_storage(url, heartbeat=False)
     attrs = {
-        "data_fingerprint": "abc",
-        "n_folds": 5,
-        "space": "cpu",
-        "epochs": 4,
-        "crop": "center",
-        "report": "epoch",
-        "n_images": 70,
+        DATA_FINGERPRINT: "abc",
+        N_FOLDS: 5,
+        SPACE: "cpu",
+        EPOCHS: 4,
+        CROP: "center",
+        REPORT: "epoch",
+        N_IMAGES: 70,
     }
-    study = open_study(SearchOptions(storage=url, seed=7), storage, attrs)
-    assert study.user_attrs["fold_seed"] == 7 and study.user_attrs["n_folds"] == 5
+    study, created = open_study(SearchOptions(storage=url, seed=7), storage, attrs)
+    assert created and study.user_attrs[FOLD_SEED] == 7 and study.user_attrs[N_FOLDS] == 5
     # the same settings resume; the fold seed stays the study's
-    assert (
-        open_study(SearchOptions(storage=url, seed=99), storage, attrs).user_attrs["fold_seed"] == 7
-    )
+    again, created = open_study(SearchOptions(storage=url, seed=99), storage, attrs)
+    assert not created and again.user_attrs[FOLD_SEED] == 7
     with pytest.raises(StudyError) as err:
         open_study(
-            SearchOptions(storage=url), storage, dict(attrs, n_folds=3, data_fingerprint="xyz")
+            SearchOptions(storage=url), storage, dict(attrs, n_folds=3, data_fingerprint="x")
         )
     assert "--folds: study has 5, this search 3" in str(err.value)
     assert "data (files or labels differ)" in str(err.value)
 
 
+def test_a_study_without_settings_is_refused_after_the_wait(tmp_path):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    storage = create_storage(url, heartbeat=False)
+    optuna.create_study(storage=storage, study_name="foreign", direction="maximize")
+    started = time.monotonic()
+    with pytest.raises(StudyError, match="has no maskopt settings after 1 s"):
+        open_study(SearchOptions(storage=url, study="foreign"), storage, {N_FOLDS: 5}, wait_s=1)
+    assert time.monotonic() - started < 10
+
+
 def _complete(study, value, store, tmp_path, models=True):
+    """A COMPLETE trial whose fold models (2 files) are written the way the objective does."""
     trial = study.ask()
     ids = []
     if models:
+        paths = []
         for k in range(2):
-            path = tmp_path / f"m{trial.number}_{k}.pt"
-            path.write_bytes(b"weights")
-            ids.append(
-                upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
-            )
-    trial.set_user_attr("model_artifacts", ids)
+            paths.append(tmp_path / f"m{trial.number}_{k}.pt")
+            paths[-1].write_bytes(b"weights")
+        ids = write_fold_models(trial, store, paths)
     study.tell(trial, value)
     return trial.number, ids
 
 
-def test_top_k_keeps_the_best_models_and_empties_the_rest(tmp_path):
+def test_fold_models_are_listed_and_the_pushed_out_ones_swept(tmp_path):
     url = f"sqlite:///{tmp_path / 'm.db'}"
     storage = create_storage(url, heartbeat=False)
     store = create_artifact_store(tmp_path / "art")
@@ -119,17 +149,73 @@ def test_top_k_keeps_the_best_models_and_empties_the_rest(tmp_path):
     assert not enters_top_k(study, 0.4, 2) and enters_top_k(study, 0.6, 2)
     n, ids = _complete(study, 0.6, store, tmp_path)
     made[n] = ids
+    # a trial that died while writing its models: RUNNING, its ids listed, one file written
+    dying = study.ask()
+    half = tmp_path / "half.pt"
+    half.write_bytes(b"wei")
+    dying_ids = model_ids(dying.number, 2)
+    dying.set_user_attr(MODEL_ARTIFACTS, dying_ids)
+    with open(half, "rb") as f:
+        store.write(dying_ids[0], f)
     assert top_k_numbers(study, 2) == [1, 2]
-    assert drop_pushed_out_models(study, storage, store, 2) == [0]
-    assert drop_pushed_out_models(study, storage, store, 2) == []  # idempotent
 
-    fresh = load_study(url, "s")
-    by_number = {t.number: t for t in fresh.get_trials(states=(TrialState.COMPLETE,))}
-    assert by_number[0].user_attrs["model_artifacts"] == []
-    for artifact_id in made[0]:
-        assert not (tmp_path / "art" / artifact_id).exists()
-    assert optuna.artifacts.get_all_artifact_meta(by_number[0], storage=storage) == []
+    sweep = Sweeper(store, keep=2)
+    assert sweep(study) == [0]  # the pushed-out trial; the RUNNING one is left alone
+    assert sweep(study) == []  # idempotent
+    study.tell(dying, state=TrialState.FAIL)  # as a reaper or the heartbeat would
+    assert sweep(study) == [dying.number]
+
+    files = {p.name for p in (tmp_path / "art").iterdir()}
+    assert files == {*made[1], *made[2]}  # nothing else: no orphan, nothing pushed out
+    records = {r.number: r for r in read_trials(load_study(url, "s"))}
+    assert records[0].model_artifacts == tuple(made[0])  # still listed: a finished trial keeps it
+    assert kept_models(store, records[0]) == ()  # the store says they are gone
+    assert kept_models(store, records[dying.number]) == ()
     for n in (1, 2):
-        assert by_number[n].user_attrs["model_artifacts"] == made[n]
-        assert all((tmp_path / "art" / a).exists() for a in made[n])
-        assert len(optuna.artifacts.get_all_artifact_meta(by_number[n], storage=storage)) == 2
+        assert kept_models(store, records[n]) == tuple(made[n])
+    # fold models are not Optuna artifacts: the dashboard lists none of them
+    for t in load_study(url, "s").get_trials():
+        assert optuna.artifacts.get_all_artifact_meta(t, storage=storage) == []
+
+
+def test_records_read_every_attribute_and_answer_the_queries(tmp_path):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    study = optuna.create_study(
+        storage=create_storage(url, heartbeat=False), study_name="s", direction="maximize"
+    )
+    for value in (0.4, 0.8, 0.8):
+        t = study.ask()
+        t.suggest_float("lr", 1e-3, 1e-1, log=True)
+        t.suggest_categorical("loss", ["focal"])  # the same in every trial
+        t.set_user_attr(FOLD_F1, [value, value])
+        t.report(value, 1)
+        study.tell(t, value)
+    pruned = study.ask()
+    pruned.report(0.1, 1)
+    pruned.report(0.1, 2)
+    study.tell(pruned, state=TrialState.PRUNED)
+    failed = study.ask()
+    failed.set_user_attr(FAIL_REASON, "ValueError: bad")
+    study.tell(failed, state=TrialState.FAIL)
+    study.ask()  # RUNNING
+
+    trials = study.get_trials()
+    assert (
+        count_states(study)
+        == count_states(trials)
+        == {
+            "COMPLETE": 3,
+            "PRUNED": 1,
+            "FAIL": 1,
+            "RUNNING": 1,
+        }
+    )
+    assert count_finished(trials) == 4
+    assert [t.number for t in complete_trials(trials)] == [1, 2, 0]  # ties: the earlier first
+    assert best_trial(study).number == 1 and best_trial([]) is None
+    assert varying_params(complete_trials(trials)) == ["lr"]
+    records = read_trials(trials)
+    assert records[3].note == "pruned at step 2" and records[3].value is None
+    assert records[4].note == "ValueError: bad" and not records[4].finished
+    assert records[1].fold_f1 == (0.8, 0.8) and records[1].finished
+    assert records[5].state == "RUNNING" and records[5].seconds is None

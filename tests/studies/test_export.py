@@ -13,7 +13,8 @@ from maskopt.data.layout import read_eval, read_train
 from maskopt.errors import StudyError
 from maskopt.studies.bundle import predict_paths, read_manifest
 from maskopt.studies.ensemble import combine
-from maskopt.studies.export import best_trials, export_best, retrain_config, trial_config
+from maskopt.studies.export import export_best, retrain_config
+from maskopt.studies.records import trial_config
 from maskopt.studies.storage import load_study
 from maskopt.trainer.config import TrainConfig
 from maskopt.trainer.metrics import macro_f1
@@ -34,27 +35,6 @@ def oof_of(study, number: int) -> np.ndarray:
     )
     with np.load(path) as z:
         return z["probs"]
-
-
-def test_best_trials_rows(finished_study) -> None:
-    study = load_study(finished_study.url, finished_study.name)
-    rows, states = best_trials(study, top=2)
-    assert states == {"COMPLETE": 3, "PRUNED": 1}
-    assert len(rows) == 2
-    values = [t.value for t in study.trials if t.value is not None and t.state.name == "COMPLETE"]
-    assert rows[0].value == max(values) and rows[0].value >= rows[1].value
-    assert set(rows[0].params) == {"backbone", "lr"}
-    assert len(rows[0].fold_f1) == 2 and rows[0].has_models
-
-
-def test_trial_config_round_trip(finished_study) -> None:
-    study = load_study(finished_study.url, finished_study.name)
-    cfg = trial_config(study, 1)
-    assert cfg.backbone == "test_resnet" and cfg.lr == 1e-2
-    with pytest.raises(StudyError, match="has no trial 99; trials: 0..3"):
-        trial_config(study, 99)
-    with pytest.raises(StudyError, match="trial 3 .* has no config"):
-        trial_config(study, 3)
 
 
 def test_retrain_config_uses_the_median_best_epoch() -> None:

@@ -99,6 +99,7 @@ def test_unknown_key_is_named():
         ("focal_gamma", -1),
         ("label_smoothing", 1.0),
         ("image_size", 8),
+        ("image_size", 66),  # not a multiple of 4: the height 5W/4 would not be whole
         ("pretrained", "yes"),
         ("grad_accum", 0),
         ("backbone", "resnet10tt"),

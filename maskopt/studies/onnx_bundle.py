@@ -1,0 +1,325 @@
+"""The whole ensemble of a bundle as one ONNX graph: `model.onnx`, run with onnxruntime.
+
+    images (N, 5W/4, W, 3) uint8   ->   probabilities (N, 18) float32
+
+Inside the graph, exactly what `bundle.predict_images` does in PyTorch: the ImageNet
+normalisation, each member's checkpoints (mean of their probabilities), the mirror-image TTA
+when the bundle has it (the images and their mirror images in one batch: half the graph, the
+same numbers, as models in eval mode treat each image on its own), and the weighted soft vote
+or the hard vote (with its soft-vote tie-break, in float64 as `ensemble.hard_vote` computes it). Members trained at different
+image sizes each read their own input, `images_<W>`; a bundle of one size has one input,
+`images`. The crop and resize stay outside (`data.crop.prepare_image` does them, as for
+every maskopt prediction), and the graph's metadata names the crop and each input's size.
+
+The graph is made by torch's dynamo exporter (torch.onnx.export(dynamo=True): the supported
+one; the TorchScript exporter is deprecated) with a dynamic batch axis. The metadata also
+holds a key of the manifest it was made from, so a model.onnx left beside another ensemble
+is refused instead of silently disagreeing with the bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from maskopt.errors import ConfigError, DataError, MaskoptError
+from maskopt.studies.bundle import ImagesFor, Manifest, read_manifest
+
+if TYPE_CHECKING:
+    import torch
+
+ONNX_FILE = "model.onnx"
+EXTRA = "pip install maskopt[onnx]"
+OUTPUT = "probs"
+META = "maskopt."  # prefix of the graph's metadata keys
+
+
+class OnnxExportError(MaskoptError):
+    """The exporter could not turn a bundle's models into an ONNX graph."""
+
+
+def check_onnx(*, export: bool = False) -> None:
+    """ConfigError naming the extra unless onnxruntime (and, to `export`, onnx and onnxscript)
+    can be imported: callers check before any work, so a missing extra costs nothing."""
+    import importlib
+
+    modules = ("onnxruntime", "onnx", "onnxscript") if export else ("onnxruntime",)
+    missing = []
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        what = "ONNX export" if export else "the onnx runtime"
+        raise ConfigError(
+            f"{what} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+            f"not installed: {EXTRA}"
+        )
+
+
+def graph_key(manifest: Manifest) -> str:
+    """A hash of what the graph computes: vote, TTA, crop and each member's weight, size and
+    checkpoints. The same manifest gives the same key (reports and scores do not count)."""
+    what = {
+        "vote": manifest.vote,
+        "tta": manifest.tta,
+        "crop": manifest.crop,
+        "members": [
+            [m.trial, m.weight, int(m.config["image_size"]), list(m.checkpoints)]
+            for m in manifest.members
+        ],
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def input_sizes(manifest: Manifest) -> dict[str, int]:
+    """Input name -> image width W (the input is (N, 5W/4, W, 3)), in the graph's order."""
+    sizes = sorted({int(m.config["image_size"]) for m in manifest.members})
+    if len(sizes) == 1:
+        return {"images": sizes[0]}
+    return {f"images_{size}": size for size in sizes}
+
+
+def _build_ensemble_class():
+    import torch
+    from torch import nn
+
+    from maskopt.studies.ensemble import _TIE_BREAK
+
+    class EnsembleGraph(nn.Module):
+        """uint8 NHWC images (one tensor per input size) -> the bundle's probabilities."""
+
+        def __init__(
+            self,
+            members: Sequence[Sequence[nn.Module]],
+            member_input: Sequence[int],
+            weights: Sequence[float],
+            *,
+            tta: bool,
+            vote: str,
+            mean: torch.Tensor,
+            std: torch.Tensor,
+        ) -> None:
+            super().__init__()
+            self.norm_mean: torch.Tensor
+            self.norm_std: torch.Tensor
+            self.weights: torch.Tensor
+            self.tie_break: torch.Tensor
+            self.members = nn.ModuleList(nn.ModuleList(models) for models in members)
+            self.member_input = list(member_input)
+            self.tta = tta
+            self.vote = vote
+            self.register_buffer("norm_mean", mean)
+            self.register_buffer("norm_std", std)
+            # float64 tensors, not Python floats: the exporter would store those as float32
+            w = torch.tensor(list(weights), dtype=torch.float64)
+            self.voters = [i for i, wi in enumerate(weights) if wi > 0]  # as ensemble's votes
+            self.register_buffer("weights", w / w.sum())  # normalised as ensemble._check does
+            # hard_vote's (shares + t * soft) / (1 + t), written as shares - c * (shares - soft)
+            # with c = t / (1 + t): onnxscript's optimizer (0.7) takes a Mul or Div by a constant
+            # within 1e-5 of 1 for one and drops it, which would undo the tie-break
+            tie = torch.tensor(_TIE_BREAK, dtype=torch.float64)
+            self.register_buffer("tie_break", tie / (1 + tie))
+
+        def forward(self, *images: torch.Tensor) -> torch.Tensor:
+            # trainer.device.to_input: NHWC uint8 -> normalised float NCHW
+            xs = [
+                im.permute(0, 3, 1, 2).float().div(255.0).sub(self.norm_mean).div(self.norm_std)
+                for im in images
+            ]
+            probs = []  # bundle.member_probs: float64 mean of the checkpoints, then float32
+            for models, k in zip(self.members, self.member_input, strict=True):
+                assert isinstance(models, nn.ModuleList)
+                total: torch.Tensor | None = None
+                x = xs[k]
+                for model in models:
+                    if self.tta:  # trainer.predict_probs, in float32; both halves in one call
+                        both = model(torch.cat([x, x.flip(3)])).float().exp()
+                        p = (both[: x.shape[0]] + both[x.shape[0] :]) / 2
+                    else:
+                        p = model(x).float().exp()
+                    total = p.double() if total is None else total + p.double()
+                assert total is not None
+                probs.append((total / len(models)).float())
+            soft: torch.Tensor | None = None  # ensemble.soft_vote: float64 sum, then float32
+            for i in self.voters:
+                part = self.weights[i] * probs[i].double()
+                soft = part if soft is None else soft + part
+            assert soft is not None
+            if self.vote == "soft":
+                return soft.float()
+            shares: torch.Tensor | None = None  # ensemble.hard_vote
+            for i in self.voters:
+                one_hot = torch.nn.functional.one_hot(probs[i].argmax(dim=1), probs[i].shape[1])
+                part = self.weights[i] * one_hot.double()
+                shares = part if shares is None else shares + part
+            assert shares is not None
+            hard = shares - self.tie_break * (shares - soft.float().double())
+            return hard.float()
+
+    return EnsembleGraph
+
+
+def ensemble_module(folder: Path, manifest: Manifest) -> torch.nn.Module:
+    """The bundle's ensemble as one torch module (CPU, float32, eval) over uint8 NHWC inputs."""
+    import torch
+
+    from maskopt.trainer.checkpoint import load_model
+    from maskopt.trainer.device import norm_tensors
+
+    EnsembleGraph = _build_ensemble_class()
+    widths = list(input_sizes(manifest).values())
+    members, member_input = [], []
+    for m in manifest.members:
+        models = []
+        for ck in m.checkpoints:
+            model, _ = load_model(Path(folder) / ck, device="cpu")
+            models.append(model.to(memory_format=torch.contiguous_format).float().eval())
+        members.append(models)
+        member_input.append(widths.index(int(m.config["image_size"])))
+    mean, std = norm_tensors(torch.device("cpu"))
+    graph = EnsembleGraph(
+        members,
+        member_input,
+        manifest.weights,
+        tta=manifest.tta,
+        vote=manifest.vote,
+        mean=mean,
+        std=std,
+    )
+    return graph.eval()
+
+
+def export_onnx(folder: Path, *, manifest: Manifest | None = None, out: Path | None = None) -> Path:
+    """Write the bundle's ensemble as `out` (default `folder/model.onnx`, atomically).
+
+    `manifest` lets an export that is still building the bundle write the graph before
+    manifest.json exists. OnnxExportError, in one line, when the exporter fails.
+    """
+    check_onnx(export=True)
+    import warnings
+
+    import onnx
+    import torch
+
+    from maskopt.data.cache import image_shape
+
+    folder = Path(folder)
+    manifest = manifest or read_manifest(folder)
+    out = Path(out) if out is not None else folder / ONNX_FILE
+    sizes = input_sizes(manifest)
+    graph = ensemble_module(folder, manifest)
+    examples = tuple(
+        torch.zeros((2, *image_shape(w), 3), dtype=torch.uint8) for w in sizes.values()
+    )
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's notes on its own internals
+            program = torch.onnx.export(
+                graph,
+                examples,
+                dynamo=True,
+                input_names=list(sizes),
+                output_names=[OUTPUT],
+                dynamic_shapes=(tuple({0: batch} for _ in sizes),),  # forward(*images)
+                external_data=False,
+                verbose=False,
+            )
+    except Exception as err:
+        backbones = ", ".join(sorted({str(m.config["backbone"]) for m in manifest.members}))
+        raise OnnxExportError(
+            f"cannot export bundle {folder} ({backbones}) to ONNX: {_export_failure(err)}"
+        ) from None
+    assert program is not None
+    proto = program.model_proto
+    meta = {
+        "graph_key": graph_key(manifest),
+        "inputs": json.dumps({name: list(image_shape(w)) for name, w in sizes.items()}),
+        "crop": manifest.crop,
+        "vote": manifest.vote,
+        "tta": json.dumps(manifest.tta),
+        "study": manifest.study,
+    }
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = META + key, value
+    tmp = out.with_name(f".{out.name}.tmp")
+    onnx.save_model(proto, str(tmp))
+    os.replace(tmp, out)
+    return out
+
+
+def _export_failure(err: BaseException) -> str:
+    """The line of an exporter error that says what went wrong (torch's first line is advice)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if "## Exception summary" in lines[:-1]:
+        return lines[lines.index("## Exception summary") + 1]
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
+def onnx_session(path: Path) -> Any:
+    """An onnxruntime CPU session on `path`; ConfigError naming the extra without onnxruntime."""
+    check_onnx()
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(
+            f"{path} does not exist: export the bundle with ONNX first (maskopt best --export --onnx)."
+        )
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def predict_onnx(
+    folder: Path,
+    images_for: ImagesFor,
+    *,
+    manifest: Manifest | None = None,
+    batch_size: int = 256,
+    session: Any = None,
+) -> np.ndarray:
+    """`bundle.predict_images` through folder/model.onnx: (N, 18) float32 probabilities.
+
+    DataError when model.onnx was made from another manifest, or the images are not the size
+    an input takes.
+    """
+    from maskopt.data.cache import image_shape
+
+    folder = Path(folder)
+    manifest = manifest or read_manifest(folder)
+    session = session or onnx_session(folder / ONNX_FILE)
+    meta = session.get_modelmeta().custom_metadata_map
+    if meta.get(META + "graph_key") != graph_key(manifest):
+        raise DataError(
+            f"{folder / ONNX_FILE} was exported from another ensemble than {folder}'s manifest; "
+            "export it again (maskopt best --export --onnx)."
+        )
+    arrays = {}
+    for name, w in input_sizes(manifest).items():
+        images = np.asarray(images_for(w))
+        expected = (*image_shape(w), 3)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != expected:
+            raise DataError(
+                f"input {name!r} takes uint8 images of shape (N, {', '.join(map(str, expected))}), "
+                f"but got {images.dtype} {images.shape}."
+            )
+        arrays[name] = images
+    n = {len(a) for a in arrays.values()}
+    if len(n) != 1:
+        raise DataError(f"the inputs hold different numbers of images: {sorted(n)}.")
+    total = n.pop()
+    out = np.empty((total, 18), dtype=np.float32)
+    for start in range(0, total, batch_size):
+        feed = {
+            name: np.ascontiguousarray(a[start : start + batch_size]) for name, a in arrays.items()
+        }
+        out[start : start + batch_size] = session.run([OUTPUT], feed)[0]
+    return out

@@ -1,0 +1,62 @@
+"""`maskopt best`'s table: the top trials of a study and the parameters that matter."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from maskopt.errors import ConfigError
+from maskopt.studies.records import (
+    ModelStore,
+    TrialRecord,
+    complete_trials,
+    count_states,
+    kept_models,
+    read_trial,
+    varying_params,
+)
+
+if TYPE_CHECKING:
+    import optuna
+
+MAX_TABLE_PARAMS = 6  # a table row stays readable; --config-out gives the whole config
+
+
+@dataclass(frozen=True)
+class BestTrials:
+    rows: list[TrialRecord]  # the top complete trials, best first
+    keys: list[str]  # the parameters worth a column (key_params)
+    kept: frozenset[int]  # trials whose fold models are all in the artifact store
+    counts: dict[str, int]  # the study's trials by state
+
+
+def key_params(study: optuna.Study, complete: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
+    """The parameters that matter: the most important ones by Optuna's parameter importance
+    when it can be computed, else those that vary, else all (at most MAX_TABLE_PARAMS)."""
+    import optuna
+
+    varying = varying_params(complete)
+    if len(complete) >= 2 and varying:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "some regimes have less than 2 trials"
+                ranked = list(optuna.importance.get_param_importances(study))
+            return ranked[:MAX_TABLE_PARAMS]
+        except (ValueError, RuntimeError):  # e.g. dynamic spaces with no common parameter
+            pass
+    keys = varying or sorted({k for t in complete for k in t.params})
+    return keys[:MAX_TABLE_PARAMS]
+
+
+def best_trials(study: optuna.Study, top: int = 5, store: ModelStore | None = None) -> BestTrials:
+    """The top `top` complete trials, their key parameters, which of them keep their fold
+    models in `store` (none known without one), and the study's trials by state."""
+    if top < 1:
+        raise ConfigError(f"--top must be >= 1, but got {top}.")
+    trials = study.get_trials(deepcopy=False)
+    complete = complete_trials(trials)
+    rows = [read_trial(t) for t in complete[:top]]
+    kept = {r.number for r in rows if store is not None and kept_models(store, r)}
+    return BestTrials(rows, key_params(study, complete), frozenset(kept), count_states(trials))
