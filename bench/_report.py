@@ -12,9 +12,9 @@ HEADER = (
 )
 
 
-def write_section(name: str, markdown: str) -> None:
-    """Replace the section between `<!-- bench:name -->` markers (or append it)."""
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else HEADER
+def write_section(name: str, markdown: str, path: Path = BENCHMARKS) -> None:
+    """Replace the section between `<!-- bench:name -->` markers in `path` (or append it)."""
+    text = path.read_text() if path.exists() else HEADER
     block = f"<!-- bench:{name} -->\n{markdown.strip()}\n<!-- /bench:{name} -->"
     pattern = re.compile(
         rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S
@@ -24,6 +24,6 @@ def write_section(name: str, markdown: str) -> None:
         if pattern.search(text)
         else text.rstrip() + "\n\n" + block + "\n"
     )
-    tmp = BENCHMARKS.with_suffix(".tmp")
+    tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
-    tmp.replace(BENCHMARKS)
+    tmp.replace(path)

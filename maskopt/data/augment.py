@@ -55,13 +55,18 @@ class Augment:
         return f"Augment(strength={self.strength}, {self._compose!r})"
 
 
+def check_strength(strength: int) -> int:
+    """`strength` if it is one of STRENGTHS, else a ConfigError naming it."""
+    if strength not in STRENGTHS or isinstance(strength, bool):
+        raise ConfigError(f"augment must be one of 0, 1, 2, 3, but got augment={strength!r}.")
+    return strength
+
+
 def create_augment(
     strength: int, seed: int | None = None
 ) -> Callable[[np.ndarray], np.ndarray] | None:
     """The pipeline of ``strength`` 0..3 (None for 0: nothing to do); ``seed`` makes it repeat."""
-    if strength not in STRENGTHS:
-        raise ConfigError(f"augment must be one of 0, 1, 2, 3, but got augment={strength!r}.")
-    if strength == 0:
+    if check_strength(strength) == 0:
         return None
     # albumentations looks for a newer version on the network when first imported, unless told
     # not to (a search must neither wait for nor depend on the network).

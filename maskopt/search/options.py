@@ -45,7 +45,7 @@ class SearchOptions:
     device: str = "auto"
     # workers
     workers: int = 1
-    gpus: tuple[str, ...] = ()  # one worker per listed GPU (CUDA_VISIBLE_DEVICES)
+    gpus: tuple[str, ...] = ()  # one worker per entry, a GPU listed twice gets two (gpus.py)
     heartbeat: int | None = None  # seconds; None: $MASKOPT_HEARTBEAT or 30
     objective: str = KFOLD_OBJECTIVE
 
@@ -76,7 +76,9 @@ class SearchOptions:
         if self.heartbeat is not None and self.heartbeat < 1:
             raise bad("heartbeat", self.heartbeat, "whole seconds >= 1")
         if self.gpus and self.workers not in (1, len(self.gpus)):
-            raise bad("workers", self.workers, f"1 or {len(self.gpus)} (one per GPU in --gpus)")
+            raise bad("workers", self.workers, f"1 or {len(self.gpus)} (one per entry of --gpus)")
+        if self.gpus and self.device.split(":")[0] not in ("auto", "cuda"):
+            raise bad("device", self.device, "auto or cuda with --gpus")
 
     @property
     def n_workers(self) -> int:
@@ -103,10 +105,7 @@ def resolve_space(opts: SearchOptions) -> tuple[SearchOptions, str | None]:
 
 
 def parse_gpus(text: str | None) -> tuple[str, ...]:
-    """'0,1' -> ('0', '1'); ConfigError for anything but a comma-separated list of GPU ids."""
-    if not text:
-        return ()
-    ids = tuple(part.strip() for part in text.split(","))
-    if not all(i.isdigit() for i in ids) or len(set(ids)) != len(ids):
-        raise ConfigError(f"--gpus: expected distinct GPU numbers such as 0,1, but got {text!r}.")
-    return ids
+    """'0,1', '0,0,1,1' (two workers on each), 'all': see maskopt.search.gpus.parse_gpus."""
+    from maskopt.search.gpus import parse_gpus as parse
+
+    return parse(text)

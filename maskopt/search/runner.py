@@ -222,7 +222,7 @@ def run_search(
         try:
             if view is not None:
                 view.__enter__()
-            if opts.n_workers == 1:
+            if opts.n_workers == 1 and not opts.gpus:  # a --gpus worker needs its own process
                 result = run_worker(opts, 0, objective)
                 interrupted = result.interrupted
                 if result.failed_in_a_row >= MAX_FAILS_IN_A_ROW:
@@ -287,11 +287,14 @@ def _holds_no_trial(url: str) -> bool:
 
 def _run_processes(opts: SearchOptions) -> tuple[bool, list[str]]:
     """Spawn one process per worker (one per GPU with --gpus) and wait for them."""
+    from maskopt.search.gpus import plan_workers
+
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked CUDA or DB state
-    gpus: list[str | None] = list(opts.gpus) if opts.gpus else [None] * opts.workers
     procs = [
-        ctx.Process(target=worker_main, args=(opts, i, gpu), name=f"maskopt-worker-{i}")
-        for i, gpu in enumerate(gpus)
+        ctx.Process(
+            target=worker_main, args=(opts, p.index, p.env), name=f"maskopt-worker-{p.index}"
+        )
+        for p in plan_workers(opts.gpus, opts.workers)
     ]
     for p in procs:
         p.start()

@@ -268,16 +268,12 @@ def _free_device_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def worker_main(opts: SearchOptions, index: int, gpu: str | None) -> None:
-    """Entry point of a spawned worker process (see maskopt.search.runner)."""
-    if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before anything imports torch
-    else:
-        # N CPU workers share the cores: N x (all cores) threads would spin against each other
-        # (measured on 2 busy cores: 1 thread trains ~9x faster than 2 when others compete).
-        os.environ.setdefault(
-            "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(opts.n_workers, 1)))
-        )
+def worker_main(opts: SearchOptions, index: int, env: dict[str, str]) -> None:
+    """Entry point of a spawned worker process (see maskopt.search.runner).
+
+    `env`: its GPU, share of cores and threads (maskopt.search.gpus.plan_workers), set
+    before anything imports torch."""
+    os.environ.update(env)
     try:
         result = run_worker(opts, index)
     except StudyError as err:

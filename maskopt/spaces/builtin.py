@@ -27,6 +27,12 @@ DEFAULT: dict[str, Any] = {
         "dropout": {"low": 0.0, "high": 0.5},
         "head": ["single", "multi"],
         "augment": [1, 2, 3],
+        # On a GPU the per-image CPU augmentation cannot keep up with the small backbones:
+        # the same strengths run as kornia batch ops on the GPU (BENCHMARKS.md, bench:gpu).
+        "augment_on": "device",
+        # The 2021 top entries used CutMix; whether mixing helps at 12 epochs is the search's call.
+        "mix": ["none", "mixup", "cutmix"],
+        "mix_alpha": {"low": 0.2, "high": 1.0, "when": {"mix": ["mixup", "cutmix"]}},
         # Competition trick: call people a little under 60 "old" while training, so the rare
         # 60+ class gets more examples; validation always scores the true 60 boundary.
         "old_age": [58, 59, 60],

@@ -24,6 +24,8 @@ SCHEDULERS = ("none", "step", "cosine", "plateau")
 LOSSES = ("cross_entropy", "focal", "label_smoothing", "f1")
 HEADS = ("single", "multi")
 AUGMENT_LEVELS = (0, 1, 2, 3)  # maskopt.data.augment.create_augment strengths (0: none)
+AUGMENT_ON = ("cpu", "device")  # albumentations per image in the loader / kornia on the batch
+MIXES = ("none", "mixup", "cutmix")  # maskopt.trainer.mix
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,17 @@ class TrainConfig:
     class_weights: str | tuple[float, ...] | None = None  # None / "balanced" / 18 floats
     # data
     augment: int = 1  # augmentation strength (0: none; higher: stronger)
+    # where `augment` runs: cpu = albumentations per image in the loader processes (what every
+    # config trained with before the key existed); device = the same strengths as kornia batch
+    # ops on the training device (maskopt.data.device_augment), which keeps a GPU fed when the
+    # loader's cores cannot (BENCHMARKS.md, bench:gpu)
+    augment_on: str = "cpu"
+    mix: str = "none"  # none / mixup / cutmix: each sample mixed with a partner, on the device
+    mix_alpha: float = 1.0  # the mixing share is Beta(mix_alpha, mix_alpha), per sample
     old_age: int = 60  # training targets call this age and above "old"; validation always uses 60
     seed: int = 0  # model init, batch order and augmentation
+    # speed
+    compile: bool = False  # torch.compile the training step's model (a one-off compile per run)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -155,8 +166,13 @@ def _validate(cfg: TrainConfig) -> None:
     ):
         raise _bad("class_weights", cw, f"null, 'balanced' or a list of {NUM_CLASSES} weights >= 0")
     _check_choice(cfg, "augment", AUGMENT_LEVELS)
+    _check_choice(cfg, "augment_on", AUGMENT_ON)
+    _check_choice(cfg, "mix", MIXES)
+    _check_float(cfg, "mix_alpha", 0.0, 10.0, lo_open=True)
     _check_int(cfg, "old_age", 31, 100)
     _check_int(cfg, "seed", 0, 2**32 - 1)
+    if not isinstance(cfg.compile, bool):
+        raise _bad("compile", cfg.compile, "true or false")
 
 
 KEYS = tuple(f.name for f in fields(TrainConfig))
@@ -176,7 +192,7 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
     for key in ("head_hidden", "class_weights"):
         if isinstance(values.get(key), list):
             values[key] = tuple(values[key])
-    for key in ("lr", "weight_decay", "dropout", "focal_gamma", "label_smoothing"):
+    for key in ("lr", "weight_decay", "dropout", "focal_gamma", "label_smoothing", "mix_alpha"):
         if _is_int(values.get(key)):
             values[key] = float(values[key])
     if isinstance(values.get("class_weights"), tuple):

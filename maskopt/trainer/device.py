@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from maskopt.errors import ConfigError, MaskoptError
@@ -162,17 +162,25 @@ def channels_last(device: torch.device) -> bool:
 
 
 def to_input(
-    batch_uint8: torch.Tensor, device: torch.device, mean: torch.Tensor, std: torch.Tensor
+    batch_uint8: torch.Tensor,
+    device: torch.device,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """NHWC uint8 (CPU, ideally pinned) -> normalised float NCHW on `device`.
 
     Normalising on the device keeps the loader's work (and the copy) at one byte a pixel.
-    Where convolutions run faster in it (see `channels_last`), the result is channels_last.
+    `augment` (maskopt.data.device_augment) runs on the float batch in 0..1, before the
+    normalisation. Where convolutions run faster in it (see `channels_last`), the result is
+    channels_last.
     """
     import torch
 
-    x = batch_uint8.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
-    x = x.div_(255.0).sub_(mean).div_(std)
+    x = batch_uint8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+    if augment is not None:
+        x = augment(x.contiguous())
+    x = x.sub_(mean).div_(std)
     if channels_last(device):
         x = x.contiguous(memory_format=torch.channels_last)
     return x

@@ -2,14 +2,22 @@
 
 Data path: the training part comes from `TrainSet.images(cfg.image_size)` (a uint8
 memmap, already cropped and resized). Each loader item is a whole batch: rows picked
-from the memmap, augmented per image, stacked; the uint8 batch crosses to the device
-(pinned, non-blocking on CUDA) and is normalised there. Validation always scores the
-TRUE labels (old age 60); training targets use `cfg.old_age`.
+from the memmap, augmented per image when `cfg.augment_on` is "cpu", stacked; the uint8
+batch crosses to the device (pinned, non-blocking on CUDA), where it becomes float, is
+augmented as a batch when `augment_on` is "device" (maskopt.data.device_augment), is
+normalised, and is mixed with CutMix or MixUp when `cfg.mix` asks (maskopt.trainer.mix).
+Validation always scores the TRUE labels (old age 60); training targets use `cfg.old_age`.
 
-Repeatable on the CPU: the model is initialised from `cfg.seed`, batch order and
+Loader processes (`default_workers`): none on the CPU, where the model needs the cores; on a
+GPU all the cores this process may use but one (the one that drives the GPU). The search
+divides the machine's cores between the workers sharing it (maskopt.search.gpus sets
+MASKOPT_CPUS for each) and a trial divides its share between the folds it trains side by
+side; each fold's loader processes live as long as the fold (the trial).
+
+Repeatable on the CPU: the model is initialised from `cfg.seed`, batch order and per-image
 augmentation are seeded per (seed, epoch, batch), and each FoldRun keeps its own torch
-RNG state, so folds interleaved epoch by epoch (as the search does) train exactly as
-they would alone.
+RNG state (which also draws dropout, device augmentation and mixing), so folds interleaved
+epoch by epoch (as the search does) train exactly as they would alone.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import gc
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -103,24 +111,46 @@ def _reseed(augment, seed: int) -> None:
         np.random.seed(seed % 2**32)
 
 
-def default_workers(device: torch.device) -> int:
-    """Loader processes: on CUDA most cores feed the GPU; on the CPU the model needs the cores.
+def _env_int(name: str, lo: int, environ: Mapping[str, str] | None = None) -> int | None:
+    env = (os.environ if environ is None else environ).get(name)
+    if env is None:
+        return None
+    try:
+        value = int(env)
+    except ValueError:
+        value = lo - 1
+    if value < lo:
+        raise ConfigError(f"{name}: expected an integer >= {lo}, but got {env!r}.")
+    return value
+
+
+def cpu_share(environ: Mapping[str, str] | None = None) -> int:
+    """The cores this process may use: $MASKOPT_CPUS (the search's share for each worker on a
+    machine, maskopt.search.gpus), else the cores the OS lets it run on."""
+    share = _env_int("MASKOPT_CPUS", 1, environ)
+    if share is not None:
+        return share
+    if hasattr(os, "sched_getaffinity"):  # honours taskset / cpusets
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def default_workers(device: torch.device, *, cpus: int | None = None) -> int:
+    """Loader processes for one training run (a trial splits them between its folds).
 
     On the CPU: none. Measured on 2 shared cores (bench/bench_trainer.py, BENCHMARKS.md),
     a worker process was not reliably faster (it takes a core from torch or from the
     machine's other jobs), and in-process augmentation kept resnet10t at 0.90-1.06 of its
-    in-memory speed. MASKOPT_WORKERS=N overrides.
+    in-memory speed. Elsewhere (CUDA, MPS): every core of this process's share but the one
+    driving the device (`cpus - 1`, at least 1; cpus: `cpu_share()` unless given).
+    MASKOPT_WORKERS=N overrides.
     """
-    env = os.environ.get("MASKOPT_WORKERS")
+    env = _env_int("MASKOPT_WORKERS", 0)
     if env is not None:
-        try:
-            return max(0, int(env))
-        except ValueError:
-            msg = f"MASKOPT_WORKERS: expected an integer >= 0, but got {env!r}."
-            raise ConfigError(msg) from None
+        return env
     if device.type == "cpu":
         return 0
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+    return max(1, (cpu_share() if cpus is None else cpus) - 1)
 
 
 class FoldRun:
@@ -138,6 +168,7 @@ class FoldRun:
         import torch
 
         from maskopt.data.augment import create_augment
+        from maskopt.data.device_augment import create_device_augment
         from maskopt.trainer.device import norm_tensors, oom_as_error, resolve_device
         from maskopt.trainer.losses import class_weights, create_loss
         from maskopt.trainer.models import create_model
@@ -175,6 +206,8 @@ class FoldRun:
             self._rng_state = torch.get_rng_state()  # dropout's stream for this run only
             self._cuda_rng = torch.cuda.get_rng_state(self.device) if self._cuda else None
         self.model: Any = model
+        # the training step's forward; the model itself (weights, validation) stays eager
+        self._step_model: Any = torch.compile(model) if cfg.compile else model
         self.optimizer = create_optimizer(cfg, model)
         self.scheduler = create_scheduler(
             cfg, self.optimizer, mode="max" if self.val_idx is not None else "min"
@@ -184,10 +217,13 @@ class FoldRun:
             cfg, None if weight is None else torch.as_tensor(weight, device=self.device)
         )
         self.mean, self.std = norm_tensors(self.device)
+        on_device = cfg.augment_on == "device"
+        self.batch_augment = create_device_augment(cfg.augment) if on_device else None
+        image_augment = None if on_device else create_augment(cfg.augment)
         workers = default_workers(self.device) if num_workers is None else num_workers
         self.sampler = _EpochBatches(self.train_idx, cfg.batch_size, cfg.seed, drop_last=True)
         self.loader: Any = torch.utils.data.DataLoader(
-            _BatchReader(self.images, self.targets, create_augment(cfg.augment), cfg.seed),  # type: ignore[arg-type]
+            _BatchReader(self.images, self.targets, image_augment, cfg.seed),  # type: ignore[arg-type]
             sampler=self.sampler,
             batch_size=None,
             num_workers=workers,
@@ -211,6 +247,7 @@ class FoldRun:
         import torch
 
         from maskopt.trainer.device import amp_dtype, check_placement, to_input
+        from maskopt.trainer.mix import mix_batch
 
         cfg, model = self.cfg, self.model
         check_placement(model, self.device, "training")
@@ -227,13 +264,16 @@ class FoldRun:
         self.optimizer.zero_grad(set_to_none=True)
         start = time.perf_counter()
         for step, (xb, yb) in enumerate(self.loader):
-            x = to_input(xb, self.device, self.mean, self.std)
+            x = to_input(xb, self.device, self.mean, self.std, augment=self.batch_augment)
             y = yb.to(self.device, non_blocking=True)
+            y_b = lam = None
+            if cfg.mix != "none":
+                x, y_b, lam = mix_batch(x, y, cfg.mix, cfg.mix_alpha)
             with torch.autocast(
                 self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
             ):
-                logp = model(x)
-            loss = self.loss_fn(logp.float(), y)
+                logp = self._step_model(x)
+            loss = self.loss_fn(logp.float(), y, target_b=y_b, lam=lam)
             (loss / cfg.grad_accum).backward()
             if (step + 1) % cfg.grad_accum == 0 or step + 1 == n_batches:
                 self.optimizer.step()
@@ -344,7 +384,7 @@ class FoldRun:
         self._closed = True
         if self.val_idx is None and self.history and self._best_state is None:
             self._best_state = _cpu_state(self.model)
-        self.model = self.optimizer = self.scheduler = self.loss_fn = None  # type: ignore[assignment]
+        self.model = self._step_model = self.optimizer = self.scheduler = self.loss_fn = None  # type: ignore[assignment]
         self.loader = None  # type: ignore[assignment]  # drops persistent workers
         self.images = None  # type: ignore[assignment]
         gc.collect()

@@ -25,34 +25,62 @@ def _weighted_mean(per_item, target, weight):
     return (per_item * w).sum() / w.sum().clamp_min(1e-12)
 
 
-def cross_entropy(logp, target, weight=None):
-    return _weighted_mean(-logp.gather(1, target[:, None]).squeeze(1), target, weight)
+def _reduce(per_item_fn, logp, target, weight, target_b, lam):
+    """The (weighted) batch mean of `per_item_fn(logp, target)`; with a partner target (CutMix /
+    MixUp, see maskopt.trainer.mix) each sample counts as lam of itself and 1 - lam of its
+    partner, each part weighted by its class weight. lam = 1 is exactly the unmixed loss."""
+    per_item = per_item_fn(logp, target)
+    if target_b is None:
+        return _weighted_mean(per_item, target, weight)
+    lam = lam.to(per_item.dtype)
+    w_a = lam if weight is None else lam * weight[target]
+    w_b = 1 - lam if weight is None else (1 - lam) * weight[target_b]
+    total = (w_a * per_item + w_b * per_item_fn(logp, target_b)).sum()
+    return total / (w_a + w_b).sum().clamp_min(1e-12)
 
 
-def focal(logp, target, weight=None, gamma: float = 2.0):
+def _nll(logp, target):
+    return -logp.gather(1, target[:, None]).squeeze(1)
+
+
+def cross_entropy(logp, target, weight=None, *, target_b=None, lam=None):
+    return _reduce(_nll, logp, target, weight, target_b, lam)
+
+
+def focal(logp, target, weight=None, gamma: float = 2.0, *, target_b=None, lam=None):
     """-(1 - p_t)^gamma log p_t: easy examples count less (Lin et al. 2017)."""
-    logp_t = logp.gather(1, target[:, None]).squeeze(1)
-    per_item = -((1 - logp_t.exp()).clamp_min(0) ** gamma) * logp_t
-    return _weighted_mean(per_item, target, weight)
+
+    def per_item(logp, target):
+        logp_t = logp.gather(1, target[:, None]).squeeze(1)
+        return -((1 - logp_t.exp()).clamp_min(0) ** gamma) * logp_t
+
+    return _reduce(per_item, logp, target, weight, target_b, lam)
 
 
-def label_smoothing(logp, target, weight=None, epsilon: float = 0.1):
+def label_smoothing(logp, target, weight=None, epsilon: float = 0.1, *, target_b=None, lam=None):
     """Cross-entropy against (1 - epsilon) one-hot + epsilon uniform."""
-    nll = -logp.gather(1, target[:, None]).squeeze(1)
-    uniform = -logp.mean(dim=1)
-    return _weighted_mean((1 - epsilon) * nll + epsilon * uniform, target, weight)
+
+    def per_item(logp, target):
+        return (1 - epsilon) * _nll(logp, target) - epsilon * logp.mean(dim=1)
+
+    return _reduce(per_item, logp, target, weight, target_b, lam)
 
 
-def soft_f1(logp, target, weight=None):
+def soft_f1(logp, target, weight=None, *, target_b=None, lam=None):
     """1 - soft macro F1 over the batch (probabilities in place of hard counts).
 
     Classes absent from both the batch's targets and its predicted mass contribute
-    nothing measurable, so only classes present in the targets are averaged.
+    nothing measurable, so only classes present in the targets are averaged. With a
+    partner target the counts use soft targets, lam * own + (1 - lam) * partner.
     """
     import torch
 
     p = logp.exp()
     onehot = torch.nn.functional.one_hot(target, NUM_CLASSES).to(p.dtype)
+    if target_b is not None:
+        share = lam.to(p.dtype)[:, None]
+        onehot_b = torch.nn.functional.one_hot(target_b, NUM_CLASSES).to(p.dtype)
+        onehot = share * onehot + (1 - share) * onehot_b
     tp = (p * onehot).sum(0)
     fp = (p * (1 - onehot)).sum(0)
     fn = ((1 - p) * onehot).sum(0)
@@ -74,7 +102,8 @@ def class_weights(cfg: TrainConfig, train_labels: np.ndarray) -> np.ndarray | No
 
 
 def create_loss(cfg: TrainConfig, weight: torch.Tensor | None = None):
-    """loss(logp (N, 18), target (N,)) -> scalar, as the config's `loss` names it."""
+    """loss(logp (N, 18), target (N,), *, target_b=None, lam=None) -> scalar, as the config's
+    `loss` names it (target_b, lam: the partners and shares of a mixed batch)."""
     import functools
 
     if cfg.loss == "cross_entropy":

@@ -19,10 +19,25 @@ ISSUE_KEYS = (
     "warmup_epochs loss focal_gamma label_smoothing class_weights dropout head head_hidden "
     "freeze_epochs augment grad_accum old_age seed"
 ).split()
+GPU_KEYS = ["augment_on", "mix", "mix_alpha", "compile"]  # issue 8; defaults train as before
 
 
 def test_keys_are_exactly_the_documented_ones():
-    assert sorted(KEYS) == sorted(ISSUE_KEYS)
+    assert sorted(KEYS) == sorted(ISSUE_KEYS + GPU_KEYS)
+
+
+def test_a_config_from_before_the_gpu_keys_loads_and_trains_as_it_did(tmp_path):
+    """Every key added for the GPU path defaults to what training did before it existed."""
+    old = {k: v for k, v in config_to_dict(TrainConfig(lr=0.01)).items() if k not in GPU_KEYS}
+    cfg = config_from_dict(old)
+    assert (cfg.augment_on, cfg.mix, cfg.compile) == ("cpu", "none", False)
+    new = config_from_dict(
+        {"augment_on": "device", "mix": "cutmix", "mix_alpha": 1, "compile": True}
+    )
+    assert new.mix_alpha == 1.0 and isinstance(new.mix_alpha, float)
+    path = tmp_path / "c.toml"
+    save_config(new, path)
+    assert load_config(path) == new
 
 
 @pytest.mark.parametrize("suffix", [".json", ".yaml", ".yml", ".toml"])
@@ -88,6 +103,10 @@ def test_unknown_key_is_named():
         ("pretrained", "yes"),
         ("grad_accum", 0),
         ("backbone", "resnet10tt"),
+        ("augment_on", "gpu"),
+        ("mix", "both"),
+        ("mix_alpha", 0.0),
+        ("compile", "yes"),
     ],
 )
 def test_bad_value_names_key_and_value(key, value):

@@ -200,13 +200,23 @@ def test_workers_give_the_same_batches(tiny_set, tiny_folds):
 def test_default_workers(monkeypatch):
     from maskopt.trainer.loop import default_workers
 
-    cpu = torch.device("cpu")
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
     monkeypatch.delenv("MASKOPT_WORKERS")
+    monkeypatch.delenv("MASKOPT_CPUS", raising=False)
     assert default_workers(cpu) == 0  # measured: augmenting in-process is faster on 2 cores
-    monkeypatch.setattr("os.cpu_count", lambda: 16)
-    assert default_workers(torch.device("cuda")) == 8
+    # on a GPU: every core this process may use but the one driving the GPU
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    assert default_workers(cuda) == 15
+    monkeypatch.setenv("MASKOPT_CPUS", "8")  # the search's share for one of 2 workers
+    assert default_workers(cuda) == 7 and default_workers(cpu) == 0
+    monkeypatch.setenv("MASKOPT_CPUS", "1")
+    assert default_workers(cuda) == 1
     monkeypatch.setenv("MASKOPT_WORKERS", "3")
-    assert default_workers(cpu) == 3
+    assert default_workers(cpu) == 3 and default_workers(cuda) == 3
     monkeypatch.setenv("MASKOPT_WORKERS", "many")
     with pytest.raises(ConfigError, match="MASKOPT_WORKERS"):
         default_workers(cpu)
+    monkeypatch.delenv("MASKOPT_WORKERS")
+    monkeypatch.setenv("MASKOPT_CPUS", "0")
+    with pytest.raises(ConfigError, match="MASKOPT_CPUS: expected an integer >= 1"):
+        default_workers(cuda)
