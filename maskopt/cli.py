@@ -371,7 +371,10 @@ def search(
         int, typer.Option("--workers", help="Worker processes on this machine.")
     ] = D.workers,
     gpus: Annotated[
-        str | None, typer.Option("--gpus", help="One worker per GPU, e.g. 0,1.")
+        str | None, typer.Option(
+            "--gpus",
+            help="Workers on GPUs: 0,1 (one each), 0,0,1,1 (two on each), all (one per visible GPU).",
+        )
     ] = None,
     keep_models: Annotated[
         int,
