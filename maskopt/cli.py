@@ -371,10 +371,11 @@ def search(
         int, typer.Option("--workers", help="Worker processes on this machine.")
     ] = D.workers,
     gpus: Annotated[
-        str | None, typer.Option(
+        str | None,
+        typer.Option(
             "--gpus",
             help="Workers on GPUs: 0,1 (one each), 0,0,1,1 (two on each), all (one per visible GPU).",
-        )
+        ),
     ] = None,
     keep_models: Annotated[
         int,
