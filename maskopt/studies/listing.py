@@ -1,4 +1,5 @@
-"""Looking at studies: the list of studies in a storage, and optuna-dashboard on it."""
+"""Looking at studies: the list of studies in a storage, and optuna-dashboard on it (with its
+artifact store and the trials' TensorBoard folders)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,24 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from maskopt.errors import ConfigError
-from maskopt.studies.records import N_FOLDS, SPACE, best_trial, count_states
+from maskopt.studies.records import (
+    ARTIFACTS_DIR,
+    N_FOLDS,
+    SPACE,
+    TENSORBOARD_DIR,
+    best_trial,
+    count_states,
+)
+from maskopt.studies.s3 import is_s3_url
 from maskopt.studies.storage import artifacts_dir_for, create_artifact_store, create_storage
+
+if TYPE_CHECKING:
+    from optuna.storages import RDBStorage
+
+    from maskopt.studies.records import ModelStore
 
 
 @dataclass(frozen=True)
@@ -54,14 +69,46 @@ def dashboard_url(host: str, port: int) -> str:
     return f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{port}/"
 
 
-def serve_dashboard(url: str, artifacts: str | os.PathLike | None, host: str, port: int) -> None:
-    """Run optuna-dashboard on the storage (and the artifact folder, when there is one); blocks."""
-    from optuna_dashboard import run_server
+@dataclass(frozen=True)
+class Dashboard:
+    """What `maskopt dashboard` shows: the storage, its artifacts and TensorBoard folders."""
+
+    storage: RDBStorage
+    artifacts: Path | str | None  # the artifact store's folder or s3:// URL; None: none found
+    store: ModelStore | None
+    tensorboard: list[Path]  # folders here holding the trials' TensorBoard events
+
+
+def open_dashboard(url: str, artifacts: str | os.PathLike | None) -> Dashboard:
+    """The storage and what goes with it, creating nothing: the artifact store (--artifacts;
+    else the folder beside the SQLite file if it is there; else the one location the
+    studies recorded, an s3:// URL or a folder there from here) and the TensorBoard folders
+    (each study's, and the default beside the SQLite file, that exist here)."""
+    from maskopt.search.tracking import tensorboard_dir_for
 
     storage = create_storage(url, heartbeat=False, must_exist=True)
+    studies = storage.get_all_studies()
     try:
-        directory: Path | None = artifacts_dir_for(url, artifacts)
-    except ConfigError:  # a server URL without --artifacts: the dashboard runs without artifacts
-        directory = None
-    store = create_artifact_store(directory) if directory is not None else None
-    run_server(storage, host=host, port=port, artifact_store=store)
+        location: Path | str | None = artifacts_dir_for(url, artifacts)
+    except ConfigError:  # a server URL without --artifacts
+        location = None
+    if artifacts is None and not (isinstance(location, Path) and location.is_dir()):
+        recorded = {
+            str(s.user_attrs[ARTIFACTS_DIR]) for s in studies if ARTIFACTS_DIR in s.user_attrs
+        }
+        usable = sorted(r for r in recorded if is_s3_url(r) or Path(r).is_dir())
+        location = artifacts_dir_for(url, usable[0]) if len(usable) == 1 else None
+    if isinstance(location, Path) and not location.is_dir():
+        location = None
+    store = create_artifact_store(location) if location is not None else None
+    candidates = [s.user_attrs.get(TENSORBOARD_DIR) for s in studies]
+    candidates.append(str(tensorboard_dir_for(url, None)))
+    tensorboard = sorted({Path(c).resolve() for c in candidates if c and Path(c).is_dir()})
+    return Dashboard(storage, location, store, tensorboard)
+
+
+def serve_dashboard(dashboard: Dashboard, host: str, port: int) -> None:
+    """Run optuna-dashboard on the storage (and the artifact store, when there is one); blocks."""
+    from optuna_dashboard import run_server
+
+    run_server(dashboard.storage, host=host, port=port, artifact_store=dashboard.store)

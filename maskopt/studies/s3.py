@@ -10,6 +10,8 @@ local test endpoint is only an environment variable away.
 
 The bucket is checked once when the store is made: a missing bucket, refused credentials or
 an endpoint that does not answer is one ConfigError line, before any trial runs.
+`studies.storage.create_artifact_store` is the one place that turns an --artifacts value
+(a folder or an s3:// URL) into a store.
 """
 
 from __future__ import annotations
@@ -111,12 +113,3 @@ def create_s3_artifact_store(url: str, *, client: Any = None, check: bool = True
 
     store = Boto3ArtifactStore(bucket, client=client)
     return PrefixedS3Store(store, prefix) if prefix else store
-
-
-def artifact_store_for(location: str | os.PathLike) -> ArtifactStore:
-    """The artifact store an --artifacts value names: an s3:// URL or a local folder."""
-    if is_s3_url(location):
-        return create_s3_artifact_store(str(location))
-    from maskopt.studies.storage import create_artifact_store
-
-    return create_artifact_store(location)
