@@ -183,7 +183,7 @@ def run_search(
     `--space auto` is resolved here (and said on `console`)."""
     from maskopt.search.samplers import create_pruner, create_sampler
     from maskopt.search.study import open_study
-    from maskopt.search.tracking import check_trackers, create_search_tracker
+    from maskopt.search.tracking import check_trackers, prepare_search_tracking
     from maskopt.search.zombies import reap
     from maskopt.spaces import get_space
     from maskopt.studies.s3 import is_s3_url
@@ -230,10 +230,6 @@ def run_search(
         study, _ = open_study(opts, storage, objective.study_attrs, artifacts_dir)
         with storage_lock(opts.storage):  # trials of a killed earlier run: failed, requeued
             reap(study, storage)
-        if opts.track:  # what the workers share (the MLflow experiment), made before they race
-            tracker = create_search_tracker(opts)
-            tracker.prepare(opts.study)
-            tracker.close()
         view = _ProgressView(opts, console) if show_progress else None
         try:
             if view is not None:
@@ -248,7 +244,7 @@ def run_search(
                     )
             else:
                 del objective  # each worker process makes its own
-                interrupted, problems = _run_processes(opts)
+                interrupted, problems = _run_processes(prepare_search_tracking(opts))
         finally:
             if view is not None:
                 view.__exit__(None, None, None)

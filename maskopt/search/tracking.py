@@ -39,6 +39,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -451,3 +452,15 @@ def create_search_tracker(
         mlflow_uri=mlflow_uri_for(opts.storage),
         report=report,
     )
+
+
+def prepare_search_tracking(opts: SearchOptions) -> SearchOptions:
+    """Before a search starts its worker processes: make what their trackers share (the MLflow
+    store and experiment) once, instead of letting them race to make it. A tracker that fails
+    here is reported once and left out of the options the workers get."""
+    if not opts.track:
+        return opts
+    tracker = create_search_tracker(opts)
+    tracker.prepare(opts.study)
+    tracker.close()
+    return replace(opts, track=tuple(n for n in opts.track if n not in tracker.failed))
