@@ -18,17 +18,8 @@ from maskopt.studies.listing import open_dashboard
 from maskopt.studies.records import ARTIFACTS_DIR, read_trials
 from maskopt.studies.storage import load_study
 from tests.s3_server import S3Bucket
+from tests.search.test_search_tracking import search_args
 
-TINY_SPACE = """
-name: tiny
-epochs: 1
-params:
-  backbone: test_resnet
-  image_size: 32
-  batch_size: 32
-  lr: {low: 1.0e-3, high: 3.0e-2, log: true}
-  augment: 0
-"""
 runner = CliRunner(env={"COLUMNS": "200"})
 
 
@@ -38,37 +29,17 @@ runner = CliRunner(env={"COLUMNS": "200"})
 def test_two_workers_on_postgres_keep_the_artifacts_on_s3_and_export_reads_them(
     storage_url: str, study_name: str, s3_bucket: S3Bucket, tiny_data: Path, tmp_path: Path
 ) -> None:
-    space = tmp_path / "tiny.yaml"
-    space.write_text(TINY_SPACE)
     artifacts = f"{s3_bucket.url}/team/{study_name}"  # a key prefix: PrefixedS3Store
-    where = ["--storage", storage_url, "--study", study_name]
-    res = runner.invoke(
-        app,
-        [
-            "search",
-            *where,
-            "--artifacts",
-            artifacts,
-            "--tensorboard",
-            str(tmp_path / "tb"),
-            "--workers",
-            "2",
-            "--data",
-            str(tiny_data),
-            "--space",
-            str(space),
-            "--trials",
-            "3",
-            "--folds",
-            "2",
-            "--keep-models",
-            "3",
-            "--seed",
-            "0",
-            "--device",
-            "cpu",
-        ],
-    )
+    search = [
+        "--study",
+        study_name,
+        "--artifacts",
+        artifacts,
+        "--tensorboard",
+        str(tmp_path / "tb"),
+    ]
+    search += ["--workers", "2", "--trials", "3", "--keep-models", "3"]
+    res = runner.invoke(app, search_args(tiny_data, tmp_path, *search, storage=storage_url))
     assert res.exit_code == 0, res.output
     assert f"artifacts {artifacts})" in res.output
 
@@ -87,6 +58,7 @@ def test_two_workers_on_postgres_keep_the_artifacts_on_s3_and_export_reads_them(
     assert trial_runs == ["trial_0000", "trial_0001", "trial_0002"]
 
     # `maskopt best` sees the kept models in the bucket the study recorded
+    where = ["--storage", storage_url, "--study", study_name]  # and nothing about the bucket
     res = runner.invoke(app, ["best", *where])
     assert res.exit_code == 0, res.output
     assert res.output.count("kept") == 3

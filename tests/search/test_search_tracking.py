@@ -39,7 +39,9 @@ STUDY = "maskopt"  # the default study name
 runner = CliRunner(env={"COLUMNS": "200"})
 
 
-def search_args(data: Path, folder: Path, *extra: str) -> list[str]:
+def search_args(data: Path, folder: Path, *extra: str, storage: str | None = None) -> list[str]:
+    """`maskopt search` of the tiny space (written to folder/tiny.yaml), 2 folds, on the CPU;
+    the storage a SQLite file in `folder` unless given."""
     space = folder / "tiny.yaml"
     space.write_text(TINY_SPACE)
     return [
@@ -55,7 +57,7 @@ def search_args(data: Path, folder: Path, *extra: str) -> list[str]:
         "--device",
         "cpu",
         "--storage",
-        f"sqlite:///{folder / 'maskopt.db'}",
+        storage or f"sqlite:///{folder / 'maskopt.db'}",
         *extra,
     ]
 
