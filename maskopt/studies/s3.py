@@ -4,7 +4,7 @@ Workers on many machines then share only the storage URL and the bucket. The sto
 Optuna's `Boto3ArtifactStore`; it has no key prefix, so a URL with a prefix gets
 `PrefixedS3Store`, which implements the same public protocol (open_reader / write /
 remove) and puts every key under the prefix. boto3 finds the endpoint, the region and the
-credentials the usual AWS way (AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_S3, AWS_REGION,
+credentials the usual AWS way (AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_S3, AWS_DEFAULT_REGION,
 AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/...), so a MinIO server or a
 local test endpoint is only an environment variable away.
 

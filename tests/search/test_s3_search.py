@@ -13,11 +13,14 @@ import pytest
 from typer.testing import CliRunner
 
 from maskopt.cli import app
+from maskopt.errors import ConfigError
+from maskopt.search import SearchOptions, run_search
 from maskopt.studies.bundle import read_manifest
 from maskopt.studies.listing import open_dashboard
 from maskopt.studies.records import ARTIFACTS_DIR, read_trials
 from maskopt.studies.storage import load_study
 from tests.s3_server import S3Bucket
+from tests.search.conftest import FAKE
 from tests.search.test_search_tracking import search_args
 
 runner = CliRunner(env={"COLUMNS": "200"})
@@ -92,3 +95,17 @@ def test_two_workers_on_postgres_keep_the_artifacts_on_s3_and_export_reads_them(
         assert f.read(2) == b"PK"  # the .npz (a zip) the search uploaded
     assert (tmp_path / "tb").resolve() in board.tensorboard
     board.storage.remove_session()
+
+
+def test_a_missing_bucket_stops_the_search_before_anything(
+    s3_bucket: S3Bucket, tmp_path: Path
+) -> None:
+    opts = SearchOptions(
+        storage=f"sqlite:///{tmp_path / 'maskopt.db'}",
+        artifacts="s3://no-such-bucket/runs",
+        trials=1,
+        objective=FAKE,
+    )
+    with pytest.raises(ConfigError, match="s3://no-such-bucket at .*: the bucket does not exist"):
+        run_search(opts, show_progress=False)
+    assert list(tmp_path.iterdir()) == []

@@ -119,6 +119,27 @@ def test_tensorboard_run_per_trial_beside_the_storage(searched: Searched) -> Non
             assert [e.value for e in acc.Scalars("value")] == [pytest.approx(t.value)]
 
 
+def test_the_dashboard_says_where_the_tensorboard_runs_are(
+    searched: Searched, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`maskopt dashboard` (the server itself is tested with the workers) finds the artifacts
+    and the TensorBoard folder beside the SQLite file."""
+    import maskopt.studies.listing
+
+    served = []
+    monkeypatch.setattr(maskopt.studies.listing, "serve_dashboard", lambda *a: served.append(a))
+    url = f"sqlite:///{searched.folder / 'maskopt.db'}"
+    res = runner.invoke(app, ["dashboard", "--storage", url])
+    assert res.exit_code == 0, res.output
+    ((board, host, port),) = served
+    assert (host, port) == ("127.0.0.1", 8080)
+    assert board.artifacts == searched.folder / "maskopt.artifacts" and board.store is not None
+    tensorboard = (searched.folder / "maskopt.tensorboard").resolve()
+    assert board.tensorboard == [tensorboard]
+    assert f"TensorBoard events of the trials: tensorboard --logdir {tensorboard}" in res.output
+    board.storage.remove_session()
+
+
 def test_offline_wandb_run_per_trial(searched: Searched) -> None:
     runs = read_wandb_runs(searched.folder / "wb")
     assert sorted(runs) == [0, 1, 2]
