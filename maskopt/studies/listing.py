@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,31 +81,37 @@ class Dashboard:
 
 
 def open_dashboard(url: str, artifacts: str | os.PathLike | None) -> Dashboard:
-    """The storage and what goes with it, creating nothing: the artifact store (--artifacts;
-    else the folder beside the SQLite file if it is there; else the one location the
-    studies recorded, an s3:// URL or a folder there from here) and the TensorBoard folders
-    (each study's, and the default beside the SQLite file, that exist here)."""
+    """The storage and what goes with it: the artifact store (dashboard_artifacts) and the
+    TensorBoard folders here (each study's, and the default beside the SQLite file)."""
     from maskopt.search.tracking import tensorboard_dir_for
 
     storage = create_storage(url, heartbeat=False, must_exist=True)
     studies = storage.get_all_studies()
-    try:
-        location: Path | str | None = artifacts_dir_for(url, artifacts)
-    except ConfigError:  # a server URL without --artifacts
-        location = None
-    if artifacts is None and not (isinstance(location, Path) and location.is_dir()):
-        recorded = {
-            str(s.user_attrs[ARTIFACTS_DIR]) for s in studies if ARTIFACTS_DIR in s.user_attrs
-        }
-        usable = sorted(r for r in recorded if is_s3_url(r) or Path(r).is_dir())
-        location = artifacts_dir_for(url, usable[0]) if len(usable) == 1 else None
-    if isinstance(location, Path) and not location.is_dir():
-        location = None
+    recorded = [str(s.user_attrs[ARTIFACTS_DIR]) for s in studies if ARTIFACTS_DIR in s.user_attrs]
+    location = dashboard_artifacts(url, artifacts, recorded)
     store = create_artifact_store(location) if location is not None else None
     candidates = [s.user_attrs.get(TENSORBOARD_DIR) for s in studies]
     candidates.append(str(tensorboard_dir_for(url, None)))
     tensorboard = sorted({Path(c).resolve() for c in candidates if c and Path(c).is_dir()})
     return Dashboard(storage, location, store, tensorboard)
+
+
+def dashboard_artifacts(
+    url: str, artifacts: str | os.PathLike | None, recorded: Sequence[str]
+) -> Path | str | None:
+    """--artifacts as given; else the folder beside the SQLite file if it is there; else the
+    one location of those the studies `recorded` that is usable here (an s3:// URL, or a
+    folder there from here); else None (the dashboard runs without artifacts)."""
+    if artifacts is not None:
+        return artifacts_dir_for(url, artifacts)
+    try:
+        beside = artifacts_dir_for(url, None)
+    except ConfigError:  # a server URL
+        beside = None
+    if isinstance(beside, Path) and beside.is_dir():
+        return beside
+    usable = sorted({r for r in recorded if is_s3_url(r) or Path(r).is_dir()})
+    return artifacts_dir_for(url, usable[0]) if len(usable) == 1 else None
 
 
 def serve_dashboard(dashboard: Dashboard, host: str, port: int) -> None:
