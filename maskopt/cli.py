@@ -102,10 +102,11 @@ StorageOpt = Annotated[
 ]
 StudyOpt = Annotated[str, typer.Option("--study", help="Study name.")]
 ArtifactsOpt = Annotated[
-    Path | None,
+    str | None,  # not a Path: Path() would eat the // of s3://
     typer.Option(
         "--artifacts",
-        help="Artifact folder (default: beside the SQLite file; required with a server URL).",
+        help="Artifact folder or s3://bucket[/prefix] (default: beside the SQLite file; "
+        "required with a server URL).",
     ),
 ]
 
@@ -342,6 +343,22 @@ def search(
     study: StudyOpt = D.study,
     storage: StorageOpt = D.storage,
     artifacts: ArtifactsOpt = D.artifacts,
+    tensorboard: Annotated[
+        Path | None,
+        typer.Option(
+            "--tensorboard",
+            help="Folder for every trial's TensorBoard run (default: beside the SQLite file, "
+            "maskopt.tensorboard/).",
+        ),
+    ] = D.tensorboard,
+    track: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--track",
+            help="Also track each trial in wandb or mlflow (repeatable; the extras "
+            "maskopt[wandb], maskopt[mlflow]).",
+        ),
+    ] = None,
     sampler: Annotated[
         str, typer.Option("--sampler", help="tpe | random | grid | cmaes | gp.")
     ] = D.sampler,
@@ -401,7 +418,7 @@ def search(
     from maskopt.search.options import parse_gpus
 
     # Every parameter is a SearchOptions field of the same name (gpus parsed from its text).
-    opts = SearchOptions(**{**ctx.params, "gpus": parse_gpus(gpus)})
+    opts = SearchOptions(**{**ctx.params, "gpus": parse_gpus(gpus), "track": tuple(track or ())})
     console = Console()
     s = run_search(opts, console=console)
     table = Table(
@@ -436,6 +453,7 @@ def search(
             f"[bold]best: trial {s.best_number}, macro F1 {s.best_value:.4f}[/bold]  "
             f"(storage {s.storage}, artifacts {s.artifacts_dir})"
         )
+    console.print(f"TensorBoard: tensorboard --logdir {s.tensorboard_dir}")
     for p in s.problems:
         console.print(f"[red]problem: {p}[/red]")
     if s.interrupted:
@@ -541,11 +559,24 @@ def dashboard(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
 ) -> None:
-    """Start optuna-dashboard on the storage and the artifact folder (Ctrl-C stops it)."""
-    from maskopt.studies.listing import dashboard_url, serve_dashboard
+    """optuna-dashboard on the storage and its artifacts; where the TensorBoard events are."""
+    from maskopt.studies.listing import dashboard_url, open_dashboard, serve_dashboard
 
+    board = open_dashboard(storage, artifacts)
     typer.echo(f"optuna-dashboard on {storage}: {dashboard_url(host, port)}  (Ctrl-C stops it)")
-    serve_dashboard(storage, artifacts, host, port)
+    typer.echo(
+        f"artifacts: {board.artifacts}"
+        if board.artifacts is not None
+        else "artifacts: none found (--artifacts FOLDER or s3://bucket[/prefix])"
+    )
+    for folder in board.tensorboard:
+        typer.echo(f"TensorBoard events of the trials: tensorboard --logdir {folder}")
+    if not board.tensorboard:
+        typer.echo(
+            "TensorBoard events: none on this machine (a search writes them beside its SQLite "
+            "file, or into its --tensorboard folder, on the machine that ran the trial)"
+        )
+    serve_dashboard(board, host, port)
 
 
 @app.command()

@@ -60,16 +60,19 @@ from maskopt.studies.records import (
 if TYPE_CHECKING:
     import optuna
 
+    from maskopt.search.tracking import TrialRun
     from maskopt.trainer.config import TrainConfig
 
 TRUE_OLD_AGE = 60
 
 
 class KFoldObjective:
-    """Reads the data once per worker; `__call__(trial)` runs one trial."""
+    """Reads the data once per worker; `__call__(trial)` runs one trial, tracked as a run in
+    TensorBoard (and W&B / MLflow with --track: search.tracking); `close()` ends tracking."""
 
     def __init__(self, opts: SearchOptions) -> None:
         from maskopt.data.layout import read_train
+        from maskopt.search.tracking import create_search_tracker
         from maskopt.spaces import get_space
         from maskopt.studies.storage import artifacts_dir_for
         from maskopt.trainer.device import resolve_device
@@ -89,8 +92,9 @@ class KFoldObjective:
                 f"--folds must be in 2..{n_people} (the number of people in {opts.data}), "
                 f"but got {opts.folds}."
             )
-        self.artifacts_dir = artifacts_dir_for(opts.storage, opts.artifacts)
+        self.artifacts = artifacts_dir_for(opts.storage, opts.artifacts)  # folder or s3:// URL
         self._store: Any = None
+        self.tracker = create_search_tracker(opts)  # starts nothing before the first trial
         self._folds: list[tuple[np.ndarray, np.ndarray]] | None = None
         # The study's settings (maskopt.search.study records them, and checks the MUST_MATCH
         # ones when a search resumes or joins the study).
@@ -112,8 +116,12 @@ class KFoldObjective:
         from maskopt.studies.storage import create_artifact_store
 
         if self._store is None:
-            self._store = create_artifact_store(self.artifacts_dir)
+            self._store = create_artifact_store(self.artifacts)
         return self._store
+
+    def close(self) -> None:
+        """End any tracked run left open and release the trackers (the worker ends)."""
+        self.tracker.close()
 
     def folds(self, fold_seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
         from maskopt.trainer.folds import create_folds
@@ -132,25 +140,29 @@ class KFoldObjective:
         started = time.perf_counter()
         fold_seed = int(trial.study.user_attrs[FOLD_SEED])
         cfg = replace(self.space.suggest(trial), seed=fold_seed)
-        trial.set_user_attr(CONFIG, json.dumps(config_to_dict(cfg)))
+        config = config_to_dict(cfg)
+        trial.set_user_attr(CONFIG, json.dumps(config))
         folds = self.folds(fold_seed)
         progress: dict[str, Any] = {"epochs_run": 0}
-        try:
-            if self.opts.report == "fold":
-                results = self._run_fold_major(trial, cfg, folds, progress)
-            else:
-                results = self._run_interleaved(trial, cfg, folds, progress)
-        except optuna.TrialPruned:
-            trial.set_user_attr(EPOCHS_RUN, progress["epochs_run"])
-            trial.set_user_attr(DURATION_S, round(time.perf_counter() - started, 2))
-            raise
-        finally:
-            gc.collect()
-        return self._finish(trial, cfg, results, progress, started)
+        study = trial.study.study_name
+        with self.tracker.trial(study, trial.number, params=trial.params, config=config) as run:
+            try:
+                if self.opts.report == "fold":
+                    results = self._run_fold_major(trial, cfg, folds, progress, run)
+                else:
+                    results = self._run_interleaved(trial, cfg, folds, progress, run)
+            except optuna.TrialPruned:
+                trial.set_user_attr(EPOCHS_RUN, progress["epochs_run"])
+                trial.set_user_attr(DURATION_S, round(time.perf_counter() - started, 2))
+                raise
+            finally:
+                gc.collect()
+            value = run.value = self._finish(trial, cfg, results, progress, started)
+        return value
 
     # -- the two reporting schedules -------------------------------------------------------
 
-    def _run_interleaved(self, trial, cfg, folds, progress) -> list:
+    def _run_interleaved(self, trial, cfg, folds, progress, run: TrialRun) -> list:
         """step = epoch, value = mean over folds of each fold's best-so-far F1 (monotone)."""
         import optuna
 
@@ -159,33 +171,35 @@ class KFoldObjective:
         # k loaders are alive at once here: split the loader processes between them.
         workers = default_workers(self.device)
         per_fold = max(1, workers // len(folds)) if workers else 0
-        runs = []
+        fold_runs = []
         try:
             for train_idx, val_idx in folds:
-                runs.append(
+                fold_runs.append(
                     FoldRun(
                         cfg, self.data, train_idx, val_idx, device=self.device, num_workers=per_fold
                     )
                 )
-            best = [float("-inf")] * len(runs)
+            best = [float("-inf")] * len(fold_runs)
             for epoch in range(1, cfg.epochs + 1):
-                for i, run in enumerate(runs):
-                    row = run.run_epoch()
-                    best[i] = max(best[i], float(row["val_f1"]))
+                for k, fold_run in enumerate(fold_runs):
+                    row = fold_run.run_epoch()
+                    run.log_epoch(k, row["epoch"], row)
+                    best[k] = max(best[k], float(row["val_f1"]))
                     progress["epochs_run"] += 1
                 value = float(np.mean(best))
                 trial.report(value, epoch)
                 if trial.should_prune():
                     trial.set_user_attr(FOLD_F1, [round(b, 6) for b in best])
+                    run.value = value
                     raise optuna.TrialPruned(
                         f"epoch {epoch}: mean of the folds' best F1 {value:.4f} is below the median"
                     )
-            return [run.result() for run in runs]
+            return [fold_run.result() for fold_run in fold_runs]
         finally:
-            for run in runs:
-                run.close()
+            for fold_run in fold_runs:
+                fold_run.close()
 
-    def _run_fold_major(self, trial, cfg, folds, progress) -> list:
+    def _run_fold_major(self, trial, cfg, folds, progress, run: TrialRun) -> list:
         """step = fold index, value = that fold's best F1 (for the Wilcoxon pruner)."""
         import optuna
 
@@ -193,17 +207,20 @@ class KFoldObjective:
 
         results = []
         for k, (train_idx, val_idx) in enumerate(folds):
-            run = FoldRun(cfg, self.data, train_idx, val_idx, device=self.device)
+            fold_run = FoldRun(cfg, self.data, train_idx, val_idx, device=self.device)
             try:
                 for _ in range(cfg.epochs):
-                    run.run_epoch()
+                    row = fold_run.run_epoch()
+                    run.log_epoch(k, row["epoch"], row)
                     progress["epochs_run"] += 1
-                results.append(run.result())
+                results.append(fold_run.result())
             finally:
-                run.close()
-            trial.report(float(results[-1].best_f1 or 0.0), k)
+                fold_run.close()
+            value = float(results[-1].best_f1 or 0.0)
+            trial.report(value, k)
             if trial.should_prune():
                 trial.set_user_attr(FOLD_F1, [round(float(r.best_f1 or 0.0), 6) for r in results])
+                run.value = value
                 raise optuna.TrialPruned(f"fold {k}: worse than the best trial on the same folds")
         return results
 

@@ -11,8 +11,9 @@ SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp")
 PRUNERS = ("median", "wilcoxon", "hyperband", "none")
 
 # The objective factory a worker imports: "module:function", called as factory(opts) and
-# returning an object with `study_attrs` (dict) and `__call__(trial) -> float`. Tests of the
-# worker machinery point it at a fast fake; the search always runs the k-fold objective.
+# returning an object with `study_attrs` (dict), `__call__(trial) -> float` and, optionally,
+# `close()` (called when the worker ends). Tests of the worker machinery point it at a fast
+# fake; the search always runs the k-fold objective.
 KFOLD_OBJECTIVE = "maskopt.search.objective:create_objective"
 
 
@@ -31,7 +32,13 @@ class SearchOptions:
     # where
     study: str = "maskopt"
     storage: str = "sqlite:///maskopt.db"
-    artifacts: Path | None = None  # None: beside the SQLite file
+    # a folder or s3://bucket[/prefix] (a str: Path() would eat the //); None: beside the
+    # SQLite file (maskopt.db -> maskopt.artifacts/), required with a server URL
+    artifacts: str | None = None
+    # tracking: TensorBoard events of every trial always go here (None: beside the SQLite
+    # file, maskopt.db -> maskopt.tensorboard/, or ./maskopt.tensorboard with a server URL)
+    tensorboard: Path | None = None
+    track: tuple[str, ...] = ()  # also to "wandb" and/or "mlflow" (search.tracking)
     # how
     sampler: str = "tpe"
     pruner: str = "median"

@@ -59,6 +59,7 @@ class SearchSummary:
     interrupted: bool = False
     problems: list[str] = field(default_factory=list)  # worker exits, fail streaks
     space: str = ""  # the space searched (what --space auto chose)
+    tensorboard_dir: str = ""  # where this machine's workers wrote the trials' TensorBoard runs
 
     @property
     def finished(self) -> int:
@@ -74,6 +75,8 @@ def summarize(
     problems: list[str] | None = None,
 ) -> SearchSummary:
     import optuna
+
+    from maskopt.search.tracking import tensorboard_dir_for
 
     trials = optuna.load_study(study_name=opts.study, storage=storage).get_trials(deepcopy=False)
     records = read_trials(trials)
@@ -93,6 +96,7 @@ def summarize(
         interrupted=interrupted,
         problems=list(problems or []),
         space=opts.space,
+        tensorboard_dir=str(tensorboard_dir_for(opts.storage, opts.tensorboard)),
     )
 
 
@@ -179,11 +183,14 @@ def run_search(
     `--space auto` is resolved here (and said on `console`)."""
     from maskopt.search.samplers import create_pruner, create_sampler
     from maskopt.search.study import open_study
+    from maskopt.search.tracking import check_trackers, prepare_search_tracking
     from maskopt.search.zombies import reap
     from maskopt.spaces import get_space
+    from maskopt.studies.s3 import is_s3_url
     from maskopt.studies.storage import (
         artifacts_dir_for,
         check_url,
+        create_artifact_store,
         create_storage,
         storage_lock,
     )
@@ -193,9 +200,14 @@ def run_search(
     if note is not None and console is not None:
         console.print(note)
     # Everything that can be checked before the storage exists is checked first: a bad URL,
-    # data, space, folds, sampler or pruner fails in one line and leaves no file behind.
+    # tracker, bucket, data, space, folds, sampler or pruner fails in one line and leaves no
+    # file behind.
     check_url(opts.storage)
-    artifacts_dir = str(artifacts_dir_for(opts.storage, opts.artifacts))
+    check_trackers(opts.track)  # --track wandb without wandb installed: one line naming it
+    artifacts = artifacts_dir_for(opts.storage, opts.artifacts)
+    if is_s3_url(artifacts):
+        create_artifact_store(artifacts)  # checks the bucket (a folder is made by the workers)
+    artifacts_dir = str(artifacts)
     objective = load_objective(opts)
     create_sampler(
         opts.sampler,
@@ -211,7 +223,7 @@ def run_search(
     )
     problems: list[str] = []
     interrupted = False
-    with _no_leftovers(opts.storage, Path(artifacts_dir)):
+    with _no_leftovers(opts.storage, artifacts):
         storage = create_storage(opts.storage, heartbeat=False)
         # Create (or join and check) the study once, before any progress or worker: a study
         # made with other folds or data fails here in one line; workers only load it.
@@ -232,7 +244,7 @@ def run_search(
                     )
             else:
                 del objective  # each worker process makes its own
-                interrupted, problems = _run_processes(opts)
+                interrupted, problems = _run_processes(prepare_search_tracking(opts))
         finally:
             if view is not None:
                 view.__exit__(None, None, None)
@@ -248,22 +260,24 @@ def run_search(
 
 
 @contextmanager
-def _no_leftovers(url: str, artifacts_dir: Path) -> Iterator[None]:
+def _no_leftovers(url: str, artifacts: Path | str) -> Iterator[None]:
     """A search that ends before any trial exists (an error after the storage was made, all
-    workers dead at start, Ctrl-C) leaves no new SQLite file or artifact folder."""
+    workers dead at start, Ctrl-C) leaves no new SQLite file or artifact folder (a bucket,
+    made by the user, stays)."""
     from maskopt.studies.storage import sqlite_path
 
     db = sqlite_path(url)
     new_db = db is not None and not db.exists()
-    new_dir = not artifacts_dir.exists()
+    folder = artifacts if isinstance(artifacts, Path) else None
+    new_dir = folder is not None and not folder.exists()
     try:
         yield
     finally:
         if new_db and db is not None and _holds_no_trial(url):
             for suffix in ("", "-wal", "-shm", ".lock"):
                 Path(str(db) + suffix).unlink(missing_ok=True)
-            if new_dir and artifacts_dir.is_dir() and not any(artifacts_dir.iterdir()):
-                artifacts_dir.rmdir()
+            if new_dir and folder is not None and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def _holds_no_trial(url: str) -> bool:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from maskopt.errors import StudyError
 from maskopt.search.options import SearchOptions
-from maskopt.studies.records import ARTIFACTS_DIR, FOLD_SEED, settings_differ
+from maskopt.search.tracking import tensorboard_dir_for
+from maskopt.studies.records import ARTIFACTS_DIR, FOLD_SEED, TENSORBOARD_DIR, settings_differ
 
 if TYPE_CHECKING:
     import optuna
@@ -32,7 +33,9 @@ def study_settings(
     """Everything the study records at creation, FOLD_SEED last."""
     settings = dict(study_attrs)
     if artifacts_dir is not None:
-        settings[ARTIFACTS_DIR] = str(artifacts_dir)
+        settings[ARTIFACTS_DIR] = str(artifacts_dir)  # a folder, or the s3:// URL as given
+    # where `maskopt dashboard` on this machine finds the trials' TensorBoard events
+    settings[TENSORBOARD_DIR] = str(tensorboard_dir_for(opts.storage, opts.tensorboard).resolve())
     # A fixed default (0), not a random one: workers on many machines must agree on the folds.
     settings[FOLD_SEED] = int(opts.seed or 0)
     return settings

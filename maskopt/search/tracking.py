@@ -1,6 +1,7 @@
 """Trial tracking: each search trial as a run in TensorBoard, Weights & Biases or MLflow.
 
-The k-fold objective drives one `Tracker` per worker:
+The k-fold objective drives one `Tracker` per worker (create_search_tracker(opts): TensorBoard
+always, plus `--track wandb` / `--track mlflow`; closed when the worker ends):
 
     tracker = create_tracker(["wandb"], tensorboard=Path("maskopt.tensorboard"))
     with tracker.trial(study_name, trial.number, params=trial.params, config=cfg_dict) as run:
@@ -16,9 +17,11 @@ What each backend writes, one run per trial:
 - W&B: a run named <study>-<n> in the project (WANDB_PROJECT, else "maskopt"), grouped by
   study; the config and parameters as its config, `fold<k>/<metric>` against `epoch`, the
   value and state in its summary. WANDB_MODE=offline writes it locally (`wandb sync` later).
-- MLflow: a run named trial-<n> in the experiment named after the study (MLFLOW_TRACKING_URI,
-  a local `sqlite:///` store or a server): parameters, `fold<k>/<metric>` at step = epoch,
-  the value, and the state as a tag (a FAIL ends the run FAILED).
+- MLflow: a run named trial-<n> in the experiment MLFLOW_EXPERIMENT_NAME, else named after the
+  study, in the store MLFLOW_TRACKING_URI names (a `sqlite:///` file or a server), else in a
+  SQLite file beside the SQLite storage (maskopt.mlflow.db), else MLflow's default:
+  parameters, `fold<k>/<metric>` at step = epoch, the value, and the state as a tag (a FAIL
+  ends the run FAILED). The search makes the experiment before its workers start.
 
 optuna-integration's W&B and MLflow callbacks log once a trial has ended; the per-epoch fold
 curves need the clients while the trial runs, so the clients are used directly.
@@ -36,11 +39,15 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from maskopt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from maskopt.search.options import SearchOptions
 
 log = logging.getLogger("maskopt.search")
 
@@ -52,10 +59,12 @@ WANDB_PROJECT = "maskopt"  # when neither the option nor WANDB_PROJECT names one
 
 
 class Backend(Protocol):
-    """One tracking library. Calls come in order: start, log_epoch*, end (then maybe close)."""
+    """One tracking library. Calls come in order: start, log_epoch*, end (then maybe close);
+    `prepare` once, before any worker starts."""
 
     name: str
 
+    def prepare(self, study: str) -> None: ...
     def start(
         self, study: str, number: int, params: Mapping[str, Any], config: Mapping[str, Any]
     ) -> None: ...
@@ -97,6 +106,18 @@ def tensorboard_dir_for(url: str, tensorboard: str | os.PathLike | None) -> Path
     return path.with_suffix(".tensorboard") if path is not None else Path("maskopt.tensorboard")
 
 
+def mlflow_uri_for(url: str) -> str | None:
+    """The MLflow store of a search: None where MLFLOW_TRACKING_URI is set (MLflow reads it)
+    or the storage is a server (MLflow's own default); else a SQLite file beside the SQLite
+    storage (maskopt.db -> maskopt.mlflow.db)."""
+    from maskopt.studies.storage import sqlite_path
+
+    path = sqlite_path(url)
+    if os.environ.get("MLFLOW_TRACKING_URI") or path is None:
+        return None
+    return f"sqlite:///{path.with_suffix('.mlflow.db')}"
+
+
 def _scalar(value: Any) -> int | float | str | bool:
     """A value TensorBoard hparams and MLflow params take (lists and None as text)."""
     return value if isinstance(value, int | float | str | bool) else str(value)
@@ -117,6 +138,9 @@ class TensorBoardBackend:
         self.run_dir: Path | None = None
         self.params: dict[str, Any] = {}
         self.writers: dict[int, Any] = {}
+
+    def prepare(self, study: str) -> None:
+        pass  # each trial's run is its own folder
 
     def start(
         self, study: str, number: int, params: Mapping[str, Any], config: Mapping[str, Any]
@@ -178,6 +202,9 @@ class WandbBackend:
         self.directory = None if directory is None else str(directory)
         self.run: Any = None
 
+    def prepare(self, study: str) -> None:
+        pass  # W&B makes the project with its first run, whichever worker starts it
+
     def start(
         self, study: str, number: int, params: Mapping[str, Any], config: Mapping[str, Any]
     ) -> None:
@@ -223,7 +250,8 @@ class MlflowBackend:
 
     def __init__(self, tracking_uri: str | None = None, *, experiment: str | None = None) -> None:
         self.tracking_uri = tracking_uri  # None: MLFLOW_TRACKING_URI, else MLflow's default
-        self.experiment = experiment
+        # None: MLFLOW_EXPERIMENT_NAME, else the study's name
+        self.experiment = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
         self._client: Any = None
         self.experiments: dict[str, str] = {}  # name -> id
         self.run_id: str | None = None
@@ -249,6 +277,11 @@ class MlflowBackend:
             if found is not None:
                 self.experiments[name] = found.experiment_id
         return self.experiments[name]
+
+    def prepare(self, study: str) -> None:
+        """Make the store's tables and the experiment now: workers that make a new SQLite
+        store at the same moment race on its schema (`duplicate column name`)."""
+        self._experiment_id(self.experiment or study)
 
     def start(
         self, study: str, number: int, params: Mapping[str, Any], config: Mapping[str, Any]
@@ -351,6 +384,10 @@ class Tracker:
                 except Exception:  # it is broken already; the one report above is enough
                     pass
 
+    def prepare(self, study: str) -> None:
+        """What the workers share, made once before they start (the MLflow experiment)."""
+        self._each(f"preparing study {study!r}", lambda b: b.prepare(study))
+
     def start_trial(
         self, study: str, number: int, *, params: Mapping[str, Any], config: Mapping[str, Any]
     ) -> None:
@@ -401,3 +438,29 @@ def create_tracker(
         else:
             backends.append(MlflowBackend(mlflow_uri, experiment=mlflow_experiment))
     return Tracker(backends, report)
+
+
+def create_search_tracker(
+    opts: SearchOptions, report: Callable[[str], None] | None = None
+) -> Tracker:
+    """The tracker of a search worker: TensorBoard always (tensorboard_dir_for), and the
+    --track backends with the libraries' own settings (W&B: WANDB_PROJECT or "maskopt",
+    WANDB_DIR, WANDB_MODE...; MLflow: mlflow_uri_for, MLFLOW_EXPERIMENT_NAME or the study)."""
+    return create_tracker(
+        opts.track,
+        tensorboard=tensorboard_dir_for(opts.storage, opts.tensorboard),
+        mlflow_uri=mlflow_uri_for(opts.storage),
+        report=report,
+    )
+
+
+def prepare_search_tracking(opts: SearchOptions) -> SearchOptions:
+    """Before a search starts its worker processes: make what their trackers share (the MLflow
+    store and experiment) once, instead of letting them race to make it. A tracker that fails
+    here is reported once and left out of the options the workers get."""
+    if not opts.track:
+        return opts
+    tracker = create_search_tracker(opts)
+    tracker.prepare(opts.study)
+    tracker.close()
+    return replace(opts, track=tuple(n for n in opts.track if n not in tracker.failed))

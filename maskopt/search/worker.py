@@ -204,6 +204,10 @@ def run_worker(opts: SearchOptions, index: int = 0, objective: Any = None) -> Wo
             sweep(study)
     except KeyboardInterrupt:
         interrupted = True
+    finally:
+        close = getattr(objective, "close", None)  # the k-fold objective's trackers
+        if close is not None:
+            close()
     storage.remove_session()
     return WorkerResult(ran, fails, reason, interrupted)
 

@@ -491,7 +491,7 @@ def export_best(
     study_name: str,
     data_dir: Path,
     out: Path,
-    artifacts: Path | None = None,
+    artifacts: str | Path | None = None,  # a folder or an s3:// URL (storage.study_artifacts_dir)
     top: int = 5,
     vote: str = "soft",
     retrain: bool = True,

@@ -45,7 +45,8 @@ REPORT = "report"  # what a pruning step is: "epoch", or "fold" (wilcoxon)
 N_IMAGES = "n_images"  # images in the data (informative)
 DATA_DIR = "data_dir"  # the data folder, absolute (informative: `best --export`'s default)
 SKIP_BAD = "skip_bad"  # whether --skip-bad dropped people (informative)
-ARTIFACTS_DIR = "artifacts_dir"  # the artifact folder (a hint; --artifacts overrides)
+ARTIFACTS_DIR = "artifacts_dir"  # the artifact folder or s3:// URL (a hint; --artifacts overrides)
+TENSORBOARD_DIR = "tensorboard_dir"  # the creator's TensorBoard folder, absolute (a hint)
 FOLD_SEED = "fold_seed"  # seed of the folds; written last, so it marks complete settings
 
 STUDY_KEYS = (
@@ -59,6 +60,7 @@ STUDY_KEYS = (
     DATA_DIR,
     SKIP_BAD,
     ARTIFACTS_DIR,
+    TENSORBOARD_DIR,
     FOLD_SEED,
 )
 # Settings a search must share with the study it resumes or joins, and how to name each.

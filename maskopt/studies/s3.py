@@ -4,12 +4,14 @@ Workers on many machines then share only the storage URL and the bucket. The sto
 Optuna's `Boto3ArtifactStore`; it has no key prefix, so a URL with a prefix gets
 `PrefixedS3Store`, which implements the same public protocol (open_reader / write /
 remove) and puts every key under the prefix. boto3 finds the endpoint, the region and the
-credentials the usual AWS way (AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_S3, AWS_REGION,
+credentials the usual AWS way (AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_S3, AWS_DEFAULT_REGION,
 AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/...), so a MinIO server or a
 local test endpoint is only an environment variable away.
 
 The bucket is checked once when the store is made: a missing bucket, refused credentials or
 an endpoint that does not answer is one ConfigError line, before any trial runs.
+`studies.storage.create_artifact_store` is the one place that turns an --artifacts value
+(a folder or an s3:// URL) into a store.
 """
 
 from __future__ import annotations
@@ -111,12 +113,3 @@ def create_s3_artifact_store(url: str, *, client: Any = None, check: bool = True
 
     store = Boto3ArtifactStore(bucket, client=client)
     return PrefixedS3Store(store, prefix) if prefix else store
-
-
-def artifact_store_for(location: str | os.PathLike) -> ArtifactStore:
-    """The artifact store an --artifacts value names: an s3:// URL or a local folder."""
-    if is_s3_url(location):
-        return create_s3_artifact_store(str(location))
-    from maskopt.studies.storage import create_artifact_store
-
-    return create_artifact_store(location)

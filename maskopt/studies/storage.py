@@ -1,4 +1,4 @@
-"""Storage URLs, the artifact folder beside them, and loading a study by name.
+"""Storage URLs, the artifact store (a folder beside them, or S3), and loading a study by name.
 
 Optuna's RDB storage is the only storage maskopt uses: heartbeats (a dead worker's
 trial marked failed, then retried) work only there. SQLite is fine for the workers
@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from maskopt.errors import ConfigError, StudyError
+from maskopt.studies.s3 import is_s3_url
 
 if TYPE_CHECKING:
     import optuna
-    from optuna.artifacts import FileSystemArtifactStore
     from optuna.storages import RDBStorage
+
+    from maskopt.studies.records import ModelStore
 
 # Seconds a SQLite connection waits for the write lock before "database is locked". Trials
 # write a few rows each; a minute covers any burst of workers and a reading dashboard.
@@ -190,52 +192,66 @@ def requeue_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     requeue(study, read_trial(trial), died=True)
 
 
-def artifacts_dir_for(url: str, artifacts: str | os.PathLike | None) -> Path:
+def artifacts_dir_for(url: str, artifacts: str | os.PathLike | None) -> Path | str:
     """Where artifacts go: `artifacts` if given, else beside the SQLite file
-    (maskopt.db -> maskopt.artifacts/). A server URL needs an explicit folder, one that every
-    worker machine sees (a shared mount)."""
+    (maskopt.db -> maskopt.artifacts/). A folder is a Path; an s3://bucket[/prefix] URL stays
+    the str it came as (Path() would eat its //; studies.s3). A server URL needs an explicit
+    location that every worker machine reaches: a shared folder or an S3 URL."""
+    if is_s3_url(artifacts):
+        return str(artifacts)
     if artifacts is not None:
         return Path(artifacts)
     path = sqlite_path(url)
     if path is None:
         raise ConfigError(
-            f"--artifacts is required with storage {url!r}: give a folder every worker can reach "
-            "(the default, beside the file, exists only for sqlite:///FILE URLs)."
+            f"--artifacts is required with storage {url!r}: give a folder or an s3://bucket "
+            "every worker can reach (the default, beside the file, exists only for "
+            "sqlite:///FILE URLs)."
         )
     return path.with_suffix(".artifacts")
 
 
-def study_artifacts_dir(url: str, given: str | os.PathLike | None, study: optuna.Study) -> Path:
-    """A study's artifact folder: `given` (--artifacts); else the folder its search recorded,
-    if it is there from here (it may be relative to another working directory); else the
-    default beside the SQLite file."""
+def study_artifacts_dir(
+    url: str, given: str | os.PathLike | None, study: optuna.Study
+) -> Path | str:
+    """A study's artifact location: `given` (--artifacts); else the one its search recorded
+    (an S3 URL, or a folder if it is there from here: it may be relative to another working
+    directory); else the default beside the SQLite file."""
     from maskopt.studies.records import ARTIFACTS_DIR
 
     recorded = study.user_attrs.get(ARTIFACTS_DIR)
-    if given is None and recorded and Path(recorded).is_dir():
-        return Path(recorded)
+    if given is None and recorded and (is_s3_url(recorded) or Path(recorded).is_dir()):
+        return artifacts_dir_for(url, recorded)
     return artifacts_dir_for(url, given)
 
 
 def find_artifact_store(
     url: str, given: str | os.PathLike | None, study: optuna.Study | None = None
-) -> FileSystemArtifactStore | None:
-    """For reading commands: the artifact store if its folder exists (they create nothing);
-    None where there is none, or none can be named (a server URL without --artifacts)."""
+) -> ModelStore | None:
+    """For reading commands: the artifact store if its folder exists (they create nothing) or
+    it is on S3 (ConfigError when the bucket cannot be read); None where there is no folder,
+    or none can be named (a server URL without --artifacts)."""
     try:
-        directory = (
+        location = (
             study_artifacts_dir(url, given, study) if study else artifacts_dir_for(url, given)
         )
     except ConfigError:
         return None
-    return create_artifact_store(directory) if directory.is_dir() else None
+    if isinstance(location, Path) and not location.is_dir():
+        return None
+    return create_artifact_store(location)
 
 
-def create_artifact_store(directory: str | os.PathLike) -> FileSystemArtifactStore:
-    """Optuna's file-system artifact store in `directory` (created)."""
+def create_artifact_store(location: str | os.PathLike) -> ModelStore:
+    """The Optuna artifact store at `location`: an s3://bucket[/prefix] URL (its bucket
+    checked, studies.s3), or a folder (created) for Optuna's file-system store."""
+    if is_s3_url(location):
+        from maskopt.studies.s3 import create_s3_artifact_store
+
+        return create_s3_artifact_store(str(location))
     from optuna.artifacts import FileSystemArtifactStore
 
-    directory = Path(directory)
+    directory = Path(location)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:

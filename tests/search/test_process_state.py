@@ -119,7 +119,9 @@ def test_search_options_have_one_home() -> None:
     defaults = SearchOptions()
     for param in command.params:
         assert param.name in fields, param.name
-        if param.name != "gpus":  # text on the command line, parsed into a tuple
+        if param.name == "track":  # repeatable: a list on the command line, a tuple here
+            assert tuple(param.default or ()) == defaults.track
+        elif param.name != "gpus":  # text on the command line, parsed into a tuple
             assert param.default == getattr(defaults, param.name), param.name
     assert defaults.space == "auto"
 

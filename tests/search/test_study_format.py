@@ -13,6 +13,7 @@ from maskopt.errors import ConfigError, StudyError
 from maskopt.search.models import Sweeper, model_ids, write_fold_models
 from maskopt.search.options import SearchOptions
 from maskopt.search.study import open_study
+from maskopt.studies.listing import dashboard_artifacts
 from maskopt.studies.records import (
     CROP,
     DATA_FINGERPRINT,
@@ -75,8 +76,26 @@ def test_artifacts_dir_beside_sqlite_and_required_for_servers(tmp_path):
         == tmp_path / "maskopt.artifacts"
     )
     assert artifacts_dir_for("postgresql://h/db", tmp_path / "a") == tmp_path / "a"
+    assert artifacts_dir_for("postgresql://h/db", str(tmp_path / "a")) == tmp_path / "a"
+    # an S3 URL stays the str it came as (Path() would make s3:/b of s3://b)
+    assert artifacts_dir_for("postgresql://h/db", "s3://b/runs") == "s3://b/runs"
     with pytest.raises(ConfigError, match="--artifacts is required"):
         artifacts_dir_for("postgresql://h/db", None)
+
+
+def test_the_dashboard_finds_the_artifacts_without_being_told(tmp_path):
+    url, server = f"sqlite:///{tmp_path}/m.db", "postgresql://h/db"
+    assert dashboard_artifacts(url, "s3://b/p", []) == "s3://b/p"  # as given
+    assert dashboard_artifacts(url, None, []) is None  # no folder beside the file yet
+    (tmp_path / "m.artifacts").mkdir()
+    assert dashboard_artifacts(url, None, ["s3://b/p"]) == tmp_path / "m.artifacts"
+    # with a server URL: the one location the studies recorded that is usable here
+    assert dashboard_artifacts(server, None, ["s3://b/p", "s3://b/p"]) == "s3://b/p"
+    assert dashboard_artifacts(server, None, [str(tmp_path / "m.artifacts")]) == (
+        tmp_path / "m.artifacts"
+    )
+    assert dashboard_artifacts(server, None, ["s3://b/p", "s3://b/q"]) is None  # which one?
+    assert dashboard_artifacts(server, None, [str(tmp_path / "elsewhere")]) is None
 
 
 def test_load_study_names_the_studies_present(tmp_path):

@@ -23,6 +23,7 @@ from maskopt.search.tracking import (
     Tracker,
     check_trackers,
     create_tracker,
+    mlflow_uri_for,
     tensorboard_dir_for,
 )
 from tests.extras import need
@@ -119,7 +120,7 @@ def test_no_backend_failed(tracked: Tracked) -> None:
 # -- TensorBoard ---------------------------------------------------------------------------
 
 
-def _events(folder: Path):
+def tb_events(folder: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})
@@ -135,21 +136,30 @@ def test_tensorboard_curve_per_fold_and_hparams_per_trial(tracked: Tracked) -> N
     for number, epochs in enumerate([(1, 2), (1,), (1, 2)]):
         run = tracked.tensorboard / STUDY / trials[number]
         for fold in range(FOLDS):
-            acc = _events(run / f"fold_{fold}")
+            acc = tb_events(run / f"fold_{fold}")
             assert sorted(acc.Tags()["scalars"]) == sorted(METRICS)
             f1 = acc.Scalars("val_f1")
             assert [e.step for e in f1] == list(epochs)
             assert [e.value for e in f1] == pytest.approx(
                 [row(number, fold, e)["val_f1"] for e in epochs]
             )
-        acc = _events(run)
+        acc = tb_events(run)
         content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
         start = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
         assert start.hparams["lr"].number_value == pytest.approx(PARAMS[number]["lr"])
         assert start.hparams["backbone"].string_value == PARAMS[number]["backbone"]
         assert start.hparams["state"].string_value == ["COMPLETE", "PRUNED", "FAIL"][number]
-    value = _events(tracked.tensorboard / STUDY / "trial_0000").Scalars("value")
+    value = tb_events(tracked.tensorboard / STUDY / "trial_0000").Scalars("value")
     assert [e.value for e in value] == [0.5]
+
+
+def test_mlflow_store_beside_the_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    url = f"sqlite:///{tmp_path}/maskopt.db"
+    assert mlflow_uri_for(url) == f"sqlite:///{tmp_path}/maskopt.mlflow.db"
+    assert mlflow_uri_for("postgresql://u@h/db") is None  # MLflow's own default
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    assert mlflow_uri_for(url) is None  # MLflow reads its own variable
 
 
 def test_tensorboard_folder_beside_the_storage(tmp_path: Path) -> None:
@@ -185,11 +195,11 @@ def wandb_records(path: Path) -> list:
     return out
 
 
-def test_wandb_offline_run_per_trial(tracked: Tracked) -> None:
-    files = sorted((tracked.wandb_dir / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(files) == 3
+def read_wandb_runs(wandb_dir: Path) -> dict[int, tuple]:
+    """trial number -> (run record, config, history rows, summary value/state, exit code) of
+    each offline run under `wandb_dir` (WANDB_DIR)."""
     runs = {}
-    for f in files:
+    for f in sorted((wandb_dir / "wandb").glob("offline-run-*/run-*.wandb")):
         records = wandb_records(f)
         kinds = [r.WhichOneof("record_type") for r in records]
         run = records[kinds.index("run")].run
@@ -207,7 +217,13 @@ def test_wandb_offline_run_per_trial(tracked: Tracked) -> None:
             if i.key in ("value", "state")
         }
         exit_code = records[kinds.index("exit")].exit.exit_code
+        assert config["trial"] not in runs, f"two runs for trial {config['trial']}"
         runs[config["trial"]] = (run, config, history, summary, exit_code)
+    return runs
+
+
+def test_wandb_offline_run_per_trial(tracked: Tracked) -> None:
+    runs = read_wandb_runs(tracked.wandb_dir)
     assert sorted(runs) == [0, 1, 2]
     for number, (run, config, history, summary, exit_code) in runs.items():
         assert run.display_name == f"{STUDY}-{number}" and run.run_group == STUDY
@@ -276,22 +292,27 @@ def test_an_unknown_tracker_is_refused() -> None:
     assert check_trackers([]) == ()
 
 
+def mlflow_server_down(monkeypatch: pytest.MonkeyPatch) -> str:
+    """MLFLOW_TRACKING_URI at a port nobody listens on, given up on at once; the URI."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    return uri
+
+
 def test_a_failing_backend_is_reported_once_and_the_others_go_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """MLflow pointed at a server that is down: one report, no exception, TensorBoard intact."""
     need("mlflow", "mlflow")
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    uri = mlflow_server_down(monkeypatch)
     reports: list[str] = []
     tracker = create_tracker(
-        ["mlflow"],
-        tensorboard=tmp_path / "tb",
-        mlflow_uri=f"http://127.0.0.1:{port}",
-        report=reports.append,
+        ["mlflow"], tensorboard=tmp_path / "tb", mlflow_uri=uri, report=reports.append
     )
     run_three_trials(tracker)
     tracker.close()

@@ -10,13 +10,8 @@ import numpy as np
 import pytest
 
 from maskopt.errors import ConfigError
-from maskopt.studies.s3 import (
-    PrefixedS3Store,
-    artifact_store_for,
-    create_s3_artifact_store,
-    is_s3_url,
-    parse_s3_url,
-)
+from maskopt.studies.s3 import PrefixedS3Store, create_s3_artifact_store, is_s3_url, parse_s3_url
+from maskopt.studies.storage import create_artifact_store
 from tests.s3_server import S3Bucket
 
 
@@ -58,7 +53,7 @@ def test_oof_round_trip_through_optuna(s3_bucket: S3Bucket, tmp_path: Path, pref
     # another worker (a new store from the same URL) reads it back, byte for byte
     back = tmp_path / "back.npz"
     download_artifact(
-        artifact_store=artifact_store_for(url), file_path=str(back), artifact_id=artifact_id
+        artifact_store=create_artifact_store(url), file_path=str(back), artifact_id=artifact_id
     )
     assert back.read_bytes() == npz.read_bytes()
     with np.load(back) as f:
@@ -87,7 +82,7 @@ def test_an_endpoint_that_does_not_answer_is_one_line(
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     with pytest.raises(ConfigError, match="the endpoint does not answer") as err:
-        artifact_store_for(s3_bucket.url)
+        create_artifact_store(s3_bucket.url)
     assert "\n" not in str(err.value) and f"127.0.0.1:{port}" in str(err.value)
 
 
@@ -96,7 +91,7 @@ def test_no_credentials_is_one_line(s3_bucket: S3Bucket, monkeypatch: pytest.Mon
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(ConfigError, match="no AWS credentials found"):
-        artifact_store_for(s3_bucket.url)
+        create_artifact_store(s3_bucket.url)
 
 
 def test_without_boto3_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,11 +104,11 @@ def test_without_boto3_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(builtins, "__import__", blocked)
     with pytest.raises(ConfigError, match=r"needs boto3.*pip install maskopt\[s3\]"):
-        artifact_store_for("s3://bucket")
+        create_artifact_store("s3://bucket")
 
 
 def test_a_folder_is_still_a_folder(tmp_path: Path) -> None:
     from optuna.artifacts import FileSystemArtifactStore
 
-    assert isinstance(artifact_store_for(tmp_path / "artifacts"), FileSystemArtifactStore)
+    assert isinstance(create_artifact_store(tmp_path / "artifacts"), FileSystemArtifactStore)
     assert (tmp_path / "artifacts").is_dir()
