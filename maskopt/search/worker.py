@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from maskopt.errors import StudyError
+from maskopt.errors import MaskoptError
 from maskopt.search.options import SearchOptions
 from maskopt.studies.records import FAIL_REASON, FINISHED, WORKER, read_trial, requeue
 
@@ -280,7 +280,7 @@ def worker_main(opts: SearchOptions, index: int, env: dict[str, str]) -> None:
     os.environ.update(env)
     try:
         result = run_worker(opts, index)
-    except StudyError as err:
+    except MaskoptError as err:  # a bucket, storage or data that went away after the checks
         raise SystemExit(f"worker {index}: {err}") from None
     if result.failed_in_a_row >= MAX_FAILS_IN_A_ROW:
         raise SystemExit(3)
