@@ -182,7 +182,22 @@ def best(
     tta: Annotated[
         bool, typer.Option("--tta", help="Use hflip test-time augmentation in the bundle.")
     ] = False,
-    data: DataOpt = DEFAULT_DATA,
+    onnx: Annotated[
+        bool,
+        typer.Option("--onnx", help="Also write model.onnx: the whole ensemble as one graph."),
+    ] = False,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Data folder (default: the folder the study was searched on)."),
+    ] = None,
+    skip_bad: Annotated[
+        bool | None,
+        typer.Option(
+            "--skip-bad/--no-skip-bad",
+            help="Drop people with bad files (default: as the search did).",
+            show_default=False,
+        ),
+    ] = None,
     cache: CacheOpt = None,
     device: DeviceOpt = "auto",
     trial: Annotated[
@@ -215,9 +230,25 @@ def best(
         )
         return
     if export:
-        _best_export(
-            console, study, storage, artifacts, top, out, vote, retrain, tta, data, cache, device
+        from maskopt.studies.export import export_best
+
+        rep = export_best(
+            storage_url=storage,
+            study_name=study,
+            data_dir=data,
+            out=out,
+            artifacts=artifacts,
+            top=top,
+            vote=vote,
+            retrain=retrain,
+            tta=tta,
+            onnx=onnx,
+            skip_bad=skip_bad,
+            device=device,
+            cache_dir=cache,
+            echo=lambda s: console.print(f"[dim]{s}[/dim]"),
         )
+        _print_export(console, rep)
         return
 
     from maskopt.studies.storage import find_artifact_store, load_study
@@ -256,60 +287,56 @@ def best(
     )
 
 
-def _best_export(
-    console, study, storage, artifacts, top, out, vote, retrain, tta, data, cache, device
-) -> None:
+def _interval(d: dict | None) -> str:
+    """An Interval's as_dict() in one line."""
+    if d is None:
+        return "-"
+    return (
+        f"{d['value']:.4f} [95% CI {d['low']:.4f}, {d['high']:.4f}; "
+        f"bootstrap over {d['n_units']} {d['unit']}]"
+    )
+
+
+def _print_export(console, rep) -> None:
     from rich.table import Table
 
-    from maskopt.studies.export import OPTIMISM_NOTE, export_best
-
-    rep = export_best(
-        storage_url=storage,
-        study_name=study,
-        data_dir=data,
-        out=out,
-        artifacts=artifacts,
-        top=top,
-        vote=vote,
-        retrain=retrain,
-        tta=tta,
-        device=device,
-        cache_dir=cache,
-        echo=lambda s: console.print(f"[dim]{s}[/dim]"),
-    )
-    table = Table(title=f"OOF macro F1 of the top {len(rep.candidates)} trials ({rep.vote} vote)")
+    m = rep.manifest
+    table = Table(title=f"OOF macro F1 of the top {len(m.candidates)} trials ({m.vote} vote)")
     for col in ("", "OOF macro F1", "weight"):
         table.add_column(col, justify="right" if col else "left")
-    weights = {m.trial: m.weight for m in rep.members}
-    for c in rep.candidates:
+    weights = {mm.trial: mm.weight for mm in m.members}
+    for c in m.candidates:
         table.add_row(f"trial {c['trial']}", _fmt(c["oof_f1"]), _fmt(weights.get(c["trial"]), 2))
-    table.add_row("plain average of all", _fmt(rep.plain_average_f1), "")
-    table.add_row("[bold]exported[/bold]", f"[bold]{_fmt(rep.oof_f1)}[/bold]", "")
+    table.add_row("[bold]exported (in-sample)[/bold]", f"[bold]{_fmt(m.oof_f1)}[/bold]", "")
     console.print(table)
-    console.print(rep.decision)
-    console.print(f"[yellow]{OPTIMISM_NOTE}[/yellow]")
+    console.print(m.choice.get("target_note", ""))
+    console.print(f"[bold]{m.choice.get('decision', '')}[/bold]")
+    onnx = any(r.get("onnx_images_per_s") for r in m.tradeoff)
     trade = Table(title="trade-off: OOF macro F1 against inference speed")
-    for col in ("option", "OOF macro F1", "images/s", "forward passes"):
+    cols = ["option", "OOF macro F1", "images/s"] + (["onnx images/s"] if onnx else [])
+    for col in [*cols, "forward passes"]:
         trade.add_column(col, justify="left" if col == "option" else "right")
-    for r in rep.tradeoff:
-        trade.add_row(r.name, _fmt(r.oof_f1), _fmt(r.images_per_s, 0), str(r.models))
+    for r in m.tradeoff:
+        speed = [_fmt(r["images_per_s"], 0)] + ([_fmt(r["onnx_images_per_s"], 0)] if onnx else [])
+        trade.add_row(r["name"], _fmt(r["oof_f1"]), *speed, str(r["models"]))
     console.print(trade)
-    for note in rep.notes:
+    for note in m.notes:
         console.print(f"note: {note}")
-    how = "retrained on all data" if retrain else "fold models averaged"
+    retrained = all(mm.retrained for mm in m.members)
+    how = "retrained on all data" if retrained else "fold models averaged"
     console.print(
-        f"bundle written to {rep.out} ({len(rep.members)} member(s), {how}{', hflip TTA' if tta else ''})"
+        f"bundle written to {rep.out} ({len(m.members)} member(s), {how}"
+        f"{', hflip TTA' if m.tta else ''})"
     )
     if rep.plots is not None:
         console.print(f"plots: {rep.out / 'plots.html'}")
     if rep.submission is not None:
         console.print(f"submission: {rep.submission}")
-    if rep.heldout_f1 is not None:
-        members = ", ".join(f"trial {t} {f:.4f}" for t, f in rep.heldout_member_f1.items())
-        console.print(
-            f"[bold]held-out macro F1 (eval/solution.csv): {rep.heldout_f1:.4f}[/bold]"
-            + (f"  (members alone: {members})" if len(rep.heldout_member_f1) > 1 else "")
-        )
+    if m.heldout is not None:
+        console.print(f"[bold]held-out macro F1 (eval/solution.csv): {_interval(m.heldout)}[/bold]")
+        if len(m.heldout_members) > 1:
+            for trial, d in m.heldout_members.items():
+                console.print(f"  trial {trial} alone: {_interval(d)}")
 
 
 # `search`'s defaults are SearchOptions' (the one declaration); these add the help.

@@ -1,9 +1,14 @@
 """The export bundle: a folder that holds an ensemble and everything needed to use it.
 
-    DIR/manifest.json       members (trial, weight, config, checkpoints, OOF F1), vote, TTA,
-                            crop, the study's data fingerprint, library versions
+    DIR/manifest.json       the one record of what was exported: members (trial, weight,
+                            config, checkpoints, OOF F1), vote, TTA, crop, the data (folder,
+                            fingerprint), how the members were chosen, the trade-off table,
+                            the held-out scores with their intervals, library versions
     DIR/models/*.pt         trainer checkpoints (one per member, or its fold models)
-    DIR/...                 reports and plots written by the export (not read back here)
+    DIR/oof_*.{json,csv}    the exported combination's OOF metrics, per-class F1, confusion
+    DIR/submission.csv      eval predictions (ImageID,ans), with eval_probs.npz (the
+                            bundle's and each member's probabilities)
+    DIR/plots.html          the study's plots
 
 A bundle is built in a sibling `DIR.tmp-xxxx` folder and renamed into place at the
 end, and the manifest is the last file written: an interrupted export leaves either
@@ -12,6 +17,7 @@ the old bundle or a temporary folder, never a bundle that looks complete.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -28,7 +34,7 @@ from maskopt.errors import DataError
 from maskopt.studies.ensemble import check_vote, combine
 
 MANIFEST = "manifest.json"
-FORMAT = 1  # bump when the manifest changes in a way old readers cannot follow
+FORMAT = 2  # bump when the manifest changes in a way old readers cannot follow
 
 
 @dataclass(frozen=True)
@@ -46,15 +52,26 @@ class Member:
 
 @dataclass(frozen=True)
 class Manifest:
+    """The one record of an export; `maskopt best --export` prints it, `predict` reads it."""
+
     study: str
     vote: str  # "soft" or "hard"
     tta: bool  # horizontal-flip test-time augmentation at prediction
     crop: str  # face crop the data was read with
     members: tuple[Member, ...]
-    oof_f1: float  # the chosen combination's OOF macro F1 (optimistic: weights chosen on it)
+    oof_f1: float  # the combination's OOF macro F1 (in-sample: its members were chosen on it)
     data_fingerprint: str
+    data: str = ""  # the data folder the study was searched on (predict --eval's default)
+    skip_bad: bool = False  # whether that search left out people with bad images
+    choice: dict[str, Any] = field(default_factory=dict)  # how the members were chosen
+    candidates: list[dict[str, Any]] = field(default_factory=list)  # trial, value, oof_f1, ...
+    tradeoff: list[dict[str, Any]] = field(default_factory=list)  # the trade-off table's rows
+    heldout: dict[str, Any] | None = None  # the bundle's eval macro F1 and 95% interval
+    heldout_members: dict[str, dict[str, Any]] = field(default_factory=dict)  # by trial
+    notes: list[str] = field(default_factory=list)
+    storage: str = ""  # the study's storage URL
+    created: str = ""  # UTC, ISO 8601
     versions: dict[str, str] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)  # selection details, held-out score...
     format: int = FORMAT
 
     @property
@@ -103,6 +120,9 @@ def read_manifest(folder: Path) -> Manifest:
     except json.JSONDecodeError as err:
         raise DataError(f"{path} is not valid JSON: {err}.") from None
     problems: list[str] = []
+    if raw.get("format") == 1:  # 0.1's bundles: the same members, reports kept in `info`
+        info = raw.pop("info", {}) or {}
+        raw.update(format=FORMAT, data=info.get("data", ""), notes=info.get("notes", []))
     if raw.get("format") != FORMAT:
         problems.append(f"format is {raw.get('format')!r}, this maskopt reads format {FORMAT}")
     try:
@@ -149,6 +169,86 @@ def staging(out: Path) -> Iterator[Path]:
     os.replace(tmp, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def write_oof_report(folder: Path, labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """oof_metrics.json, oof_per_class.csv and oof_confusion.csv of OOF probabilities."""
+    from maskopt.data.labels import CLASS_NAMES
+    from maskopt.trainer.metrics import compute_metrics
+
+    m = compute_metrics(labels, probs)
+    (folder / "oof_metrics.json").write_text(json.dumps(m, indent=1) + "\n")
+    _write_csv(
+        folder / "oof_per_class.csv",
+        ["class", "name", "precision", "recall", "f1", "support"],
+        [
+            [
+                r["class"],
+                r["name"],
+                *(f"{r[k]:.4f}" for k in ("precision", "recall", "f1")),
+                r["support"],
+            ]
+            for r in m["per_class"]
+        ],
+    )
+    _write_csv(
+        folder / "oof_confusion.csv",
+        ["truth \\ predicted", *CLASS_NAMES],
+        [[CLASS_NAMES[i], *row] for i, row in enumerate(m["confusion"])],
+    )
+    return m
+
+
+@dataclass(frozen=True)
+class EvalScores:
+    """The held-out macro F1s of an export, each with its 95% interval (as dicts)."""
+
+    heldout: dict[str, Any] | None  # the bundle's (None without solution.csv)
+    members: dict[str, dict[str, Any]]  # each member's alone, by trial number
+
+
+def write_eval(folder: Path, manifest: Manifest, ev: Any, *, device: str) -> EvalScores:
+    """submission.csv and eval_probs.npz (the bundle's and each member's probabilities) for
+    the eval set `ev` (an EvalSet); with its solution, the held-out macro F1s with intervals."""
+    from maskopt.trainer.metrics import bootstrap_f1
+
+    member_p = [
+        member_probs(
+            folder, m, ev.images(int(m.config["image_size"])), tta=manifest.tta, device=device
+        )
+        for m in manifest.members
+    ]
+    probs = combine(member_p, manifest.weights, vote=manifest.vote)
+    labels = probs.argmax(1)  # before any cast: the hard vote's tie-break is tiny
+    np.savez_compressed(
+        folder / "eval_probs.npz",
+        probs=probs.astype(np.float32),
+        image_ids=np.array(ev.image_ids),
+        member_probs=np.stack(member_p),
+        members=np.array([m.trial for m in manifest.members]),
+    )
+    _write_csv(
+        folder / "submission.csv",
+        ["ImageID", "ans"],
+        [[i, int(a)] for i, a in zip(ev.image_ids, labels, strict=True)],
+    )
+    if ev.solution is None:
+        return EvalScores(None, {})
+    groups = getattr(ev, "groups", None)
+    return EvalScores(
+        bootstrap_f1(ev.solution, labels, groups).as_dict(),
+        {
+            str(m.trial): bootstrap_f1(ev.solution, p.argmax(1), groups).as_dict()
+            for m, p in zip(manifest.members, member_p, strict=True)
+        },
+    )
 
 
 ImagesFor = Callable[[int], np.ndarray]  # image_size -> (N, H, W, 3) uint8

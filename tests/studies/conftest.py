@@ -103,6 +103,8 @@ def build_study(
         "n_images": len(ds),
         "report": "epoch",
         "artifacts_dir": str(art_dir),
+        "data_dir": str(Path(data_dir).resolve()),
+        "skip_bad": False,
     }.items():
         study.set_user_attr(key, value)
     folds = create_folds(ds.strata(), ds.groups(), N_FOLDS, 0)

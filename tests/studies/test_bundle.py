@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,9 @@ def make_manifest(folder: Path, checkpoints=("models/t3.pt",)) -> Manifest:
         oof_f1=0.5,
         data_fingerprint="abc",
         versions={"maskopt": "0.1.0"},
-        info={"why": "test"},
+        data="/somewhere/data",
+        choice={"decision": "best single trial 3 exported: test"},
+        notes=["a note"],
     )
 
 
@@ -111,3 +114,18 @@ def test_interrupted_staging_leaves_the_old_bundle_and_no_temp(tmp_path: Path) -
         with staging(tmp_path / "other") as tmp:
             raise RuntimeError("boom")
     assert not (tmp_path / "other").exists()
+
+
+def test_a_format_1_bundle_still_reads(tmp_path: Path) -> None:
+    m = make_manifest(tmp_path)
+    raw = {
+        **{k: v for k, v in asdict(m).items() if k in ("study", "vote", "tta", "crop", "oof_f1")},
+        "members": asdict(m)["members"],
+        "data_fingerprint": "abc",
+        "versions": {},
+        "info": {"data": "/old/data", "notes": ["old note"], "heldout_f1": 0.5},
+        "format": 1,
+    }
+    (tmp_path / MANIFEST).write_text(json.dumps(raw))
+    old = read_manifest(tmp_path)
+    assert old.members == m.members and old.data == "/old/data" and old.notes == ["old note"]

@@ -57,14 +57,18 @@ def test_search_export_predict(tiny_data: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
 
     out = tmp_path / "bundle"
-    res = runner.invoke(
-        app, ["best", "--export", "--data", str(tiny_data), "--out", str(out), "--tta", *common]
-    )
+    # no --data: the export reads the folder the search recorded
+    res = runner.invoke(app, ["best", "--export", "--out", str(out), "--tta", *common])
     assert res.exit_code == 0, res.output
-    assert "held-out macro F1 (eval/solution.csv):" in res.output
     m = read_manifest(out)
+    assert m.data == str(tiny_data.resolve())
     assert m.tta and all(mm.retrained for mm in m.members)
-    assert m.oof_f1 >= max(c["oof_f1"] for c in m.info["candidates"])
+    assert m.oof_f1 >= max(c["oof_f1"] for c in m.candidates)
+    # the held-out F1 with its interval, and the out-of-sample gain that decided
+    h = m.heldout
+    assert h is not None and h["low"] <= h["value"] <= h["high"] and h["unit"] == "people"
+    assert f"held-out macro F1 (eval/solution.csv): {h['value']:.4f} [95% CI" in res.output
+    assert m.choice["decision"] in res.output and "out of sample" in m.choice["decision"]
 
     preds = tmp_path / "preds.csv"
     res = runner.invoke(
@@ -73,8 +77,6 @@ def test_search_export_predict(tiny_data: Path, tmp_path: Path) -> None:
             "predict",
             str(out),
             "--eval",
-            "--data",
-            str(tiny_data),
             "--out",
             str(preds),
             "--device",
@@ -87,4 +89,4 @@ def test_search_export_predict(tiny_data: Path, tmp_path: Path) -> None:
     with np.load(out / "eval_probs.npz") as z:
         assert [int(r["class"]) for r in rows] == z["probs"].argmax(1).tolist()
         assert np.allclose([float(r["probability"]) for r in rows], z["probs"].max(1), atol=1e-4)
-    assert f"{m.info['heldout_f1']:.4f}" in res.output
+    assert f"{h['value']:.4f} [95% CI {h['low']:.4f}, {h['high']:.4f}" in res.output

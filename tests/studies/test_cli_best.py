@@ -77,12 +77,14 @@ def test_export_prints_scores_tradeoff_and_heldout(complementary_study, tmp_path
     )
     assert res.exit_code == 0, res.output
     for text in (
-        "plain average of all",
-        "ensemble of 2 trials",
-        "optimistic",
+        "exported (in-sample)",
+        "ensemble of trials 0, 1 kept",
+        "out of sample",
         "trade-off",
         "ensemble + TTA",
         "held-out macro F1 (eval/solution.csv):",
+        "[95% CI",
+        "trial 0 alone:",
         f"bundle written to {out}",
     ):
         assert text in res.output, text

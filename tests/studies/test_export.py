@@ -15,6 +15,7 @@ from maskopt.studies.bundle import predict_paths, read_manifest
 from maskopt.studies.ensemble import combine
 from maskopt.studies.export import export_best, retrain_config
 from maskopt.studies.records import trial_config
+from maskopt.studies.retrain import member_seed
 from maskopt.studies.storage import load_study
 from maskopt.trainer.config import TrainConfig
 from maskopt.trainer.metrics import macro_f1
@@ -47,29 +48,31 @@ def test_retrain_config_uses_the_median_best_epoch() -> None:
 
 def test_export_retrained_bundle_reproduces_its_eval_probs(finished_study, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
-    rep = export_best(
+    rep = export_best(  # no data_dir: the folder the study recorded
         storage_url=finished_study.url,
         study_name=finished_study.name,
-        data_dir=finished_study.data,
         out=out,
         device="cpu",
         progress=False,
     )
     m = read_manifest(out)
-    best_single = max(c["oof_f1"] for c in rep.candidates)
+    assert m == rep.manifest and m.data == str(finished_study.data.resolve())
+    best_single = max(c["oof_f1"] for c in m.candidates)
     # done-when: the exported OOF macro F1 is at least the best single trial's
     assert m.oof_f1 >= best_single
     assert sum(m.weights) == pytest.approx(1.0)
     for member in m.members:
         assert member.retrained and len(member.checkpoints) == 1
         trial = load_study(finished_study.url, finished_study.name).trials[member.trial]
-        assert (
-            member.epochs
-            == retrain_config(
-                trial_config(load_study(finished_study.url, finished_study.name), member.trial),
-                trial.user_attrs["fold_best_epoch"],
-            ).epochs
-        )
+        searched = trial_config(load_study(finished_study.url, finished_study.name), member.trial)
+        assert member.epochs == retrain_config(searched, trial.user_attrs["fold_best_epoch"]).epochs
+        # a seed of its own, not the fold seed every trial trained with
+        assert member.config["seed"] == member_seed(searched, member.trial) != searched.seed
+    # every fold's best epoch was the last (2 of 2): the export says the epochs were too few
+    capped = [c for c in m.candidates if c["trial"] in {mm.trial for mm in m.members}]
+    for c in capped:
+        if all(e == c["epochs"] for e in c["fold_best_epoch"]):
+            assert any(f"trial {c['trial']}:" in n and "epochs were too few" in n for n in m.notes)
     # the recorded ensemble OOF score is the score of the stored OOF probabilities, weighted
     labels = read_train(finished_study.data, progress=False).labels()
     mix = combine([oof_of(finished_study, mm.trial) for mm in m.members], m.weights, vote=m.vote)
@@ -78,6 +81,8 @@ def test_export_retrained_bundle_reproduces_its_eval_probs(finished_study, tmp_p
     ev = read_eval(finished_study.data, progress=False)
     with np.load(out / "eval_probs.npz") as z:
         saved, ids = z["probs"], z["image_ids"]
+        assert z["members"].tolist() == [mm.trial for mm in m.members]
+        assert np.allclose(combine(list(z["member_probs"]), m.weights), saved, atol=1e-6)
     assert list(ids) == ev.image_ids
     again = predict_paths(out, ev.paths, device="cpu")
     assert np.allclose(again, saved, atol=1e-6)
@@ -86,17 +91,19 @@ def test_export_retrained_bundle_reproduces_its_eval_probs(finished_study, tmp_p
         sub = list(csv.DictReader(f))
     assert [r["ImageID"] for r in sub] == ev.image_ids
     assert [int(r["ans"]) for r in sub] == saved.argmax(1).tolist()
-    assert rep.heldout_f1 == pytest.approx(macro_f1(ev.solution, saved.argmax(1)))
-    assert m.info["heldout_f1"] == rep.heldout_f1
+    h = m.heldout
+    assert h is not None and h["value"] == pytest.approx(macro_f1(ev.solution, saved.argmax(1)))
+    assert h["low"] <= h["value"] <= h["high"] and h["unit"] == "people"
+    assert set(m.heldout_members) == {str(mm.trial) for mm in m.members}
     assert json.loads((out / "oof_metrics.json").read_text())["macro_f1"] == pytest.approx(m.oof_f1)
     assert len((out / "oof_confusion.csv").read_text().splitlines()) == 19
     assert (
         out / "plots.html"
     ).stat().st_size > 100_000 and "Parameter importances" in rep.plots.made
     # trade-off rows: F1 and speed measured for the best single model with and without TTA
-    assert rep.tradeoff[0].oof_f1 == pytest.approx(best_single)
-    assert all(r.images_per_s and r.images_per_s > 0 for r in rep.tradeoff)
-    assert rep.tradeoff[1].oof_f1 is not None  # TTA measured with the kept fold models
+    assert m.tradeoff[0]["oof_f1"] == pytest.approx(best_single)
+    assert all(r["images_per_s"] and r["images_per_s"] > 0 for r in m.tradeoff)
+    assert m.tradeoff[1]["oof_f1"] is not None  # TTA measured with the kept fold models
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no temporary folders left
 
 
@@ -104,7 +111,7 @@ def test_export_keeps_a_beating_ensemble_of_fold_models(
     complementary_study, tmp_path: Path
 ) -> None:
     out = tmp_path / "bundle"
-    rep = export_best(
+    export_best(
         storage_url=complementary_study.url,
         study_name=complementary_study.name,
         data_dir=complementary_study.data,
@@ -115,14 +122,13 @@ def test_export_keeps_a_beating_ensemble_of_fold_models(
         progress=False,
     )
     m = read_manifest(out)
-    assert rep.ensemble_kept and "kept" in rep.decision
+    assert m.choice["kept"] and "kept" in m.choice["decision"]
     assert {mm.trial: mm.weight for mm in m.members} == pytest.approx({0: 2 / 3, 1: 1 / 3})
-    best_single = max(c["oof_f1"] for c in rep.candidates)
+    best_single = max(c["oof_f1"] for c in m.candidates)
     assert m.oof_f1 == pytest.approx(1.0) and m.oof_f1 > best_single
-    assert rep.plain_average_f1 < m.oof_f1
     assert m.tta and all(not mm.retrained and len(mm.checkpoints) == 2 for mm in m.members)
-    assert [r.name for r in rep.tradeoff][2:] == ["ensemble (2 trials)", "ensemble + TTA"]
-    assert rep.tradeoff[2].models == 4 and rep.tradeoff[3].models == 8
+    assert [r["name"] for r in m.tradeoff][2:] == ["ensemble (2 trials)", "ensemble + TTA"]
+    assert m.tradeoff[2]["models"] == 4 and m.tradeoff[3]["models"] == 8
     ev = read_eval(complementary_study.data, progress=False)
     with np.load(out / "eval_probs.npz") as z:
         assert np.allclose(predict_paths(out, ev.paths, device="cpu"), z["probs"], atol=1e-6)
@@ -184,9 +190,26 @@ def test_predict_eval_and_files_on_a_bundle(complementary_study, tmp_path: Path)
     with np.load(out / "eval_probs.npz") as z:
         assert np.allclose(pred.probs, z["probs"], atol=1e-6)
         assert pred.images == list(z["image_ids"])
-    assert pred.heldout_f1 == pytest.approx(rep.heldout_f1)
+    assert pred.heldout_f1 == pytest.approx(rep.manifest.heldout["value"])
     folder = complementary_study.data / "eval" / "images"
     files = predict_files(out, [folder], device="cpu")
     assert len(files.images) == len(pred.images) and files.heldout_f1 is None
     by_name = dict(zip([Path(p).name for p in files.images], files.probs, strict=True))
     assert np.allclose(np.stack([by_name[i] for i in pred.images]), pred.probs, atol=1e-6)
+
+
+def test_export_without_a_recorded_data_folder_asks_for_data(
+    finished_study, tmp_path: Path
+) -> None:
+    from maskopt.errors import ConfigError
+
+    study = load_study(finished_study.url, finished_study.name)
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(Path(finished_study.url.removeprefix("sqlite:///")).read_bytes())
+    url = f"sqlite:///{copy}"
+    load_study(url, study.study_name).set_user_attr("data_dir", None)  # as 0.1 left it
+    with pytest.raises(ConfigError, match="does not record its data folder .*: pass --data"):
+        export_best(
+            storage_url=url, study_name=study.study_name, out=tmp_path / "b", progress=False
+        )
+    assert not (tmp_path / "b").exists()
