@@ -613,7 +613,8 @@ def synthesize(
 
     train/train.csv, train/images/<id>_<gender>_<race>_<age>/{mask1..5,incorrect_mask,normal}.jpg,
     eval/info.csv (ans empty), eval/images/<ImageID> (other people, shuffled, opaque ids) and
-    eval/solution.csv (the true classes, old age 60). `size` is (width, height).
+    eval/solution.csv (ImageID, ans, person: the true class, old age 60, and whose photo it
+    is). `size` is (width, height).
     Returns a summary: counts of people, images and classes.
     """
     if people < 1:
@@ -633,7 +634,7 @@ def synthesize(
     train_dir, eval_dir = out / "train", out / "eval"
     (train_dir / "images").mkdir(parents=True, exist_ok=True)
     classes: Counter[int] = Counter()
-    eval_rows: list[tuple[str, int]] = []
+    eval_rows: list[tuple[str, int, str]] = []  # ImageID, class, person
     with _progress(people + eval_people, progress) as advance:
         for p in train:
             folder = train_dir / "images" / folder_name(p)
@@ -652,9 +653,8 @@ def synthesize(
                     + ".jpg"
                 )
                 (eval_dir / "images" / image_id).write_bytes(_encode_jpeg(img))
-                eval_rows.append(
-                    (image_id, int(encode(MASK_FILES[stem], p.gender, age_band(p.age))))
-                )
+                label = int(encode(MASK_FILES[stem], p.gender, age_band(p.age)))
+                eval_rows.append((image_id, label, p.pid))
             advance()
 
     with open(train_dir / "train.csv", "w", newline="") as fh:
@@ -668,10 +668,11 @@ def synthesize(
         with open(eval_dir / "info.csv", "w", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(["ImageID", "ans"])
-            writer.writerows((image_id, "") for image_id, _ in rows)
+            writer.writerows((image_id, "") for image_id, _, _ in rows)
         with open(eval_dir / "solution.csv", "w", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(["ImageID", "ans"])
+            # person: held-out scores are bootstrapped over people, not images
+            writer.writerow(["ImageID", "ans", "person"])
             writer.writerows(rows)
 
     return {
