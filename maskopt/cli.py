@@ -11,13 +11,16 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from typer.core import TyperGroup
 
 from maskopt.errors import MaskoptError
 from maskopt.search.options import SearchOptions
+
+if TYPE_CHECKING:
+    from maskopt.trainer.metrics import Interval
 
 # The order of the work, which `maskopt --help` lists (Typer would put groups last).
 COMMAND_ORDER = (
@@ -691,17 +694,33 @@ def train(
     )
 
 
+def _eval_data(source: Path, data: Path | None) -> Path:
+    """The data folder whose eval/ `predict --eval` reads: --data when given, else the one a
+    bundle records (the folder it was exported from), else ./data."""
+    from maskopt.errors import DataError
+    from maskopt.studies.bundle import is_bundle, read_manifest, recorded_data_dir
+
+    if data is not None:
+        return data
+    recorded = recorded_data_dir(read_manifest(source)) if is_bundle(source) else None
+    if recorded is None:
+        return DEFAULT_DATA
+    if not recorded.is_dir():
+        raise DataError(
+            f"the bundle's data folder {recorded} is gone; pass --data DIR (the folder with eval/)."
+        )
+    return recorded
+
+
 def _predict_rows(
     source: Path, images: list[Path], crop: str, device: str, tta: bool, eval_data: Path | None
-) -> tuple[list[dict], float | None]:
+) -> tuple[list[dict], Interval | None]:
     """Prediction rows for IMAGES (or <data>/eval) from a checkpoint or a bundle folder,
-    and the held-out macro F1 when eval/solution.csv is there."""
+    and the held-out macro F1 with its interval when eval/solution.csv is there."""
     from maskopt.errors import ConfigError
     from maskopt.studies.bundle import Prediction, is_bundle, predict_eval, predict_files
     from maskopt.trainer.predict import prediction_rows
 
-    if (eval_data is None) == (not images):
-        raise ConfigError("give IMAGES... or --eval (with --data DIR), not both and not neither.")
     if source.is_dir():
         if not is_bundle(source):
             raise ConfigError(
@@ -723,7 +742,7 @@ def _predict_rows(
         from maskopt.trainer.predict import predict_files as predict_checkpoint
 
         return predict_checkpoint(source, images, crop=crop, device=device, tta=tta), None
-    return prediction_rows([Path(i) for i in pred.images], pred.probs), pred.heldout_f1
+    return prediction_rows([Path(i) for i in pred.images], pred.probs), pred.heldout
 
 
 @app.command()
@@ -745,10 +764,18 @@ def predict(
         bool,
         typer.Option(
             "--eval",
-            help="Predict <data>/eval (info.csv order); prints the held-out F1 if solution.csv is there.",
+            help="Predict <data>/eval (info.csv order); prints the held-out F1 and its 95% "
+            "interval if solution.csv is there.",
         ),
     ] = False,
-    data: DataOpt = DEFAULT_DATA,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Data folder with eval/ (default: the folder a bundle was exported from; "
+            "./data for a checkpoint).",
+        ),
+    ] = None,
     crop: Annotated[
         str, typer.Option("--crop", help="Face crop for a checkpoint (a bundle uses its own).")
     ] = "center",
@@ -767,11 +794,13 @@ def predict(
     from rich.console import Console
     from rich.table import Table
 
+    from maskopt.errors import ConfigError
     from maskopt.trainer.config import atomic_write_text
 
-    rows, heldout = _predict_rows(
-        checkpoint, list(images or []), crop, device, tta, data if eval_ else None
-    )
+    if eval_ == bool(images):
+        raise ConfigError("give IMAGES... or --eval (with --data DIR), not both and not neither.")
+    eval_data = _eval_data(checkpoint, data) if eval_ else None
+    rows, heldout = _predict_rows(checkpoint, list(images or []), crop, device, tta, eval_data)
     cols = ("image", "class", "mask", "gender", "age", "probability")
     if out is not None:
         buf = io.StringIO()
@@ -795,7 +824,8 @@ def predict(
             )
         Console().print(table)
     if heldout is not None:
-        Console().print(f"held-out macro F1 (eval/solution.csv): {heldout:.4f}")
+        # plain echo: one line however narrow the terminal, and no markup in "[95% CI ...]"
+        typer.echo(f"held-out macro F1 {heldout} ({eval_data}/eval/solution.csv)")
 
 
 @app.command()

@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
 from maskopt.errors import ConfigError, DataError
+
+# cv2 is imported inside the functions that use it: importing it edits os.environ
+# (LD_LIBRARY_PATH), and importing maskopt changes nothing in the process.
+if TYPE_CHECKING:
+    import cv2
 
 CROPS = ("center", "face")
 
@@ -67,6 +72,8 @@ def center_box(width: int, height: int) -> tuple[int, int, int, int]:
 
 
 def _cascade() -> cv2.CascadeClassifier:
+    import cv2
+
     cascade = getattr(_local, "cascade", None)
     if cascade is None:
         cascades = Path(cv2.data.haarcascades)  # type: ignore[attr-defined]
@@ -80,6 +87,8 @@ def _cascade() -> cv2.CascadeClassifier:
 
 def face_box(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
     """(left, top, w, h) of the padded 4:5 box around the largest face, or None."""
+    import cv2
+
     height, width = rgb.shape[:2]
     scale = _DETECT_SIDE / min(width, height)
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -114,6 +123,8 @@ Box = tuple[int, int, int, int]  # left, top, width, height
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
     """3-channel RGB from grey (H, W), RGB or RGBA input."""
+    import cv2
+
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     if image.shape[2] == 4:
@@ -134,6 +145,8 @@ def crop_box(rgb: np.ndarray, crop: str = "center") -> tuple[Box, bool]:
 
 def resize_box(rgb: np.ndarray, box: Box, image_size: int) -> np.ndarray:
     """Cut ``box`` out of ``rgb`` and resize it to image_shape(image_size), uint8."""
+    import cv2
+
     out_h, out_w = image_shape(image_size)
     left, top, bw, bh = box
     patch = rgb[top : top + bh, left : left + bw]
@@ -155,6 +168,8 @@ def crop_and_resize(
 
 def decode_image(path: str | Path) -> np.ndarray:
     """RGB uint8 (H, W, 3) of an image file; DataError when it cannot be decoded."""
+    import cv2
+
     try:
         buf = np.fromfile(str(path), dtype=np.uint8)  # np.fromfile + imdecode: any path encoding
     except OSError as err:

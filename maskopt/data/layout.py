@@ -4,7 +4,9 @@
     DATA/train/images/<path>/    mask1..mask5, incorrect_mask, normal (.jpg/.jpeg/.png)
     DATA/eval/info.csv           ImageID,ans
     DATA/eval/images/<ImageID>
-    DATA/eval/solution.csv       ImageID,ans with the true classes (synthetic sets only)
+    DATA/eval/solution.csv       ImageID,ans[,person]: the true classes (synthetic sets only)
+                                 and, when there, whose photo it is (held-out intervals
+                                 resample people; without the column, images)
 
 Bad input is collected, not thrown one at a time: `read_train` checks every person and
 every file (a cheap header check, not a full decode) and raises one `DataError` listing
@@ -432,7 +434,9 @@ def read_train(
 
 
 class EvalSet:
-    """The eval images listed in eval/info.csv, in its order; ``solution`` from solution.csv."""
+    """The eval images listed in eval/info.csv, in its order; ``solution`` and ``groups``
+    (int64 person index per image, the 7 photos of a person share one; None when
+    solution.csv names no people) from solution.csv."""
 
     def __init__(
         self,
@@ -443,11 +447,13 @@ class EvalSet:
         crop: str = "center",
         cache_dir: Path | None = None,
         progress: bool = True,
+        groups: np.ndarray | None = None,
     ) -> None:
         self.root = Path(root)
         self.image_ids = image_ids
         self.paths = paths
         self.solution = solution
+        self.groups = groups
         self.crop = check_crop(crop)
         self.cache_dir = cache_dir
         self.progress = progress
@@ -524,10 +530,9 @@ def read_eval(
             [f"... and {len(problems) - _MAX_LISTED} more"] if len(problems) > _MAX_LISTED else []
         )
         raise DataError(f"{folder}: {len(problems)} problem(s)", shown)
-    solution = _read_solution(folder / "solution.csv", ids)
-    return EvalSet(
-        root, ids, paths, solution, crop, Path(cache_dir) if cache_dir else None, progress
-    )
+    solution, groups = _read_solution(folder / "solution.csv", ids)
+    cache = Path(cache_dir) if cache_dir else None
+    return EvalSet(root, ids, paths, solution, crop, cache, progress, groups)
 
 
 def require_eval(
@@ -540,23 +545,42 @@ def require_eval(
     return ev
 
 
-def _read_solution(path: Path, ids: list[str]) -> np.ndarray | None:
-    """True classes in info.csv order from solution.csv (ImageID + ans), or None without one."""
+def _read_solution(path: Path, ids: list[str]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(true classes, person index) in info.csv order from solution.csv (ImageID, ans and
+    an optional person column); (None, None) without the file, groups None without people."""
     if not path.is_file():
-        return None
+        return None, None
     rows = _read_csv(path, ("ImageID", "ans"))
     truth: dict[str, int] = {}
+    person: dict[str, str] = {}
     for r in rows:
+        image_id = r["ImageID"].strip()
         try:
-            truth[r["ImageID"].strip()] = int(r["ans"])
+            truth[image_id] = int(r["ans"])
         except (TypeError, ValueError):
             raise DataError(
-                f"{path}: ans {r['ans']!r} of {r['ImageID']} is not a class 0..17"
+                f"{path}: ans {r['ans']!r} of {image_id} is not a class 0..17"
             ) from None
+        person[image_id] = r.get("person", "").strip()
     missing = [i for i in ids if i not in truth]
     if missing:
         raise DataError(f"{path}: no answer for {len(missing)} image(s), e.g. {missing[0]}")
     out = np.array([truth[i] for i in ids], dtype=np.int64)
     if out.min() < 0 or out.max() > 17:
         raise DataError(f"{path}: classes must be 0..17, found {out.min()}..{out.max()}")
-    return out
+    return out, _person_index(path, [person[i] for i in ids])
+
+
+def _person_index(path: Path, people: list[str]) -> np.ndarray | None:
+    """int64 person index per image (first seen, first numbered); None when no person is
+    named (a two-column solution.csv); a DataError when only some are."""
+    unnamed = sum(not p for p in people)
+    if unnamed == len(people):
+        return None
+    if unnamed:
+        raise DataError(
+            f"{path}: person is empty for {unnamed} of {len(people)} image(s); "
+            "name the person of every image, or drop the person column"
+        )
+    index: dict[str, int] = {}
+    return np.array([index.setdefault(p, len(index)) for p in people], dtype=np.int64)

@@ -30,11 +30,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from maskopt.data.labels import GENDER_NAMES, MASK_FILES, OLD_AGE, age_band, encode
 from maskopt.errors import ConfigError
+
+# cv2 is imported inside the functions that draw: importing it edits os.environ
+# (LD_LIBRARY_PATH), and importing maskopt changes nothing in the process.
 
 # The real set's mix (2,700 people): ~61% female; ages ~47% <30, ~45% 30-59, ~7% >=60.
 FEMALE_SHARE = 0.61
@@ -158,6 +160,8 @@ def _thick(v: float) -> int:
 def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     """A room: a two-colour gradient wall and clutter (boxes, discs, bars), some in
     skin, hair or mask colours so colour alone says nothing."""
+    import cv2
+
     top, bottom = rng.uniform(60, 210, 3), rng.uniform(60, 210, 3)
     t = np.linspace(0, 1, h)[:, None, None]
     img = np.broadcast_to(top * (1 - t) + bottom * t, (h, w, 3)).astype(np.uint8).copy()
@@ -227,6 +231,8 @@ def _person_layer(
     p: Person, rng: np.random.Generator, w: int, h: int
 ) -> tuple[np.ndarray, np.ndarray, _Face]:
     """The person on a transparent canvas: (RGB, alpha, face geometry)."""
+    import cv2
+
     u = FACE_SCALE * w / 384.0  # the face fills most of the centre crop, as in the real photos
     rgb = np.zeros((h, w, 3), np.uint8)
     alpha = np.zeros((h, w), np.uint8)
@@ -455,6 +461,8 @@ def _person_layer(
 def _draw_mask(rgb: np.ndarray, f: _Face, state: int, rng: np.random.Generator) -> None:
     """Draw a mask for state 0 (over nose, mouth and chin) or 1 (below the nose, or
     down on the chin); state 2 draws nothing."""
+    import cv2
+
     if state == 2:
         return
     u = f.u
@@ -518,6 +526,8 @@ class _Noise:
         self.banks = [(unit * s).round().astype(np.int16) for s in self.SIGMAS]
 
     def add(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        import cv2
+
         bank = self.banks[int(rng.integers(len(self.banks)))]
         x, y = rng.integers(0, self.pad, 2)
         return cv2.add(img, bank[y : y + self.h, x : x + self.w], dtype=cv2.CV_8U)  # saturating
@@ -533,6 +543,8 @@ def _photo(
     noise: _Noise,
 ) -> np.ndarray:
     """One photo: the person with a mask state, posed, lit and noised, over their room."""
+    import cv2
+
     h, w = alpha.shape
     layer = rgb.copy()
     _draw_mask(layer, f, state, rng)
@@ -566,6 +578,8 @@ def render_person(
 
 
 def _encode_jpeg(rgb: np.ndarray) -> bytes:
+    import cv2
+
     ok, buf = cv2.imencode(
         ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
     )
@@ -599,7 +613,8 @@ def synthesize(
 
     train/train.csv, train/images/<id>_<gender>_<race>_<age>/{mask1..5,incorrect_mask,normal}.jpg,
     eval/info.csv (ans empty), eval/images/<ImageID> (other people, shuffled, opaque ids) and
-    eval/solution.csv (the true classes, old age 60). `size` is (width, height).
+    eval/solution.csv (ImageID, ans, person: the true class, old age 60, and whose photo it
+    is). `size` is (width, height).
     Returns a summary: counts of people, images and classes.
     """
     if people < 1:
@@ -619,7 +634,7 @@ def synthesize(
     train_dir, eval_dir = out / "train", out / "eval"
     (train_dir / "images").mkdir(parents=True, exist_ok=True)
     classes: Counter[int] = Counter()
-    eval_rows: list[tuple[str, int]] = []
+    eval_rows: list[tuple[str, int, str]] = []  # ImageID, class, person
     with _progress(people + eval_people, progress) as advance:
         for p in train:
             folder = train_dir / "images" / folder_name(p)
@@ -638,9 +653,8 @@ def synthesize(
                     + ".jpg"
                 )
                 (eval_dir / "images" / image_id).write_bytes(_encode_jpeg(img))
-                eval_rows.append(
-                    (image_id, int(encode(MASK_FILES[stem], p.gender, age_band(p.age))))
-                )
+                label = int(encode(MASK_FILES[stem], p.gender, age_band(p.age)))
+                eval_rows.append((image_id, label, p.pid))
             advance()
 
     with open(train_dir / "train.csv", "w", newline="") as fh:
@@ -654,10 +668,11 @@ def synthesize(
         with open(eval_dir / "info.csv", "w", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(["ImageID", "ans"])
-            writer.writerows((image_id, "") for image_id, _ in rows)
+            writer.writerows((image_id, "") for image_id, _, _ in rows)
         with open(eval_dir / "solution.csv", "w", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(["ImageID", "ans"])
+            # person: held-out scores are bootstrapped over people, not images
+            writer.writerow(["ImageID", "ans", "person"])
             writer.writerows(rows)
 
     return {

@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ import numpy as np
 
 from maskopt.errors import DataError
 from maskopt.studies.ensemble import check_vote, combine
+from maskopt.trainer.metrics import Interval, bootstrap_f1
 
 MANIFEST = "manifest.json"
 FORMAT = 2  # bump when the manifest changes in a way old readers cannot follow
@@ -318,14 +320,19 @@ class Prediction:
     images: list[str]  # file paths, or eval ImageIDs
     probs: np.ndarray  # (N, 18) float32
     solution: np.ndarray | None = None  # true classes (eval/solution.csv), when known
+    groups: np.ndarray | None = None  # person of each image (solution.csv), when known
+
+    @cached_property
+    def heldout(self) -> Interval | None:
+        """Held-out macro F1 with its 95% interval, resampling people (images when the
+        people are unknown); None without a solution."""
+        if self.solution is None:
+            return None
+        return bootstrap_f1(self.solution, self.probs.argmax(1), self.groups)
 
     @property
     def heldout_f1(self) -> float | None:
-        from maskopt.trainer.metrics import macro_f1
-
-        return (
-            None if self.solution is None else float(macro_f1(self.solution, self.probs.argmax(1)))
-        )
+        return None if self.heldout is None else self.heldout.value
 
 
 def predict_files(folder: Path, images: Sequence[Path], *, device: str = "auto") -> Prediction:
@@ -345,4 +352,11 @@ def predict_eval(
     manifest = read_manifest(folder)
     ev = require_eval(data_dir, crop=manifest.crop, cache_dir=cache_dir)
     probs = predict_images(folder, ev.images, device=device, manifest=manifest)
-    return Prediction(list(ev.image_ids), probs, ev.solution)
+    return Prediction(list(ev.image_ids), probs, ev.solution, ev.groups)
+
+
+def recorded_data_dir(manifest: Manifest) -> Path | None:
+    """The data folder the bundle was exported from (its eval set is the held-out one), or
+    None when the manifest does not record one."""
+    data = manifest.data
+    return Path(data) if data else None

@@ -143,9 +143,9 @@ def predict_eval(
     crop: str = "center",
     device: str | torch.device = "auto",
     tta: bool = False,
-) -> tuple[list[str], np.ndarray, np.ndarray | None]:
-    """A checkpoint on ``<data_dir>/eval``: image ids (info.csv order), probabilities (N, 18)
-    and solution.csv's classes when there."""
+) -> tuple[list[str], np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """A checkpoint on ``<data_dir>/eval``: image ids (info.csv order), probabilities (N, 18),
+    and solution.csv's classes and people (`EvalSet.groups`) when there."""
     from maskopt.data.layout import require_eval
     from maskopt.trainer.checkpoint import load_model
     from maskopt.trainer.device import resolve_device
@@ -154,4 +154,4 @@ def predict_eval(
     dev = resolve_device(device)
     model, cfg = load_model(checkpoint, device=dev)
     probs = predict_probs(model, ev.images(cfg.image_size), device=dev, tta=tta)
-    return list(ev.image_ids), probs, ev.solution
+    return list(ev.image_ids), probs, ev.solution, ev.groups

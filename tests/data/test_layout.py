@@ -272,6 +272,7 @@ def test_read_eval(tmp_path) -> None:
     ev = read_eval(root)
     assert ev is not None and ev.solution is not None
     assert ev.solution.tolist() == [17, 16, 15, 14, 13]  # info.csv order
+    assert ev.groups is None  # a two-column solution.csv names no people
     (root / "eval" / "images" / "e002.jpg").unlink()
     (root / "eval" / "images" / "e003.jpg").write_bytes(b"junk")
     with pytest.raises(DataError) as info:
@@ -280,6 +281,23 @@ def test_read_eval(tmp_path) -> None:
         "images/e002.jpg: missing",
         "images/e003.jpg: not a JPEG or PNG image (unreadable or corrupt)",
     ]
+
+
+def test_solution_person_column_gives_groups(tmp_path) -> None:
+    root = make_layout(tmp_path / "d", eval_images=5)
+    solution = root / "eval" / "solution.csv"
+    people = ["p9", "p1", "p9", "p2", "p1"]  # info.csv order is e000..e004
+    rows = [f"e{i:03d}.jpg,{i},{people[i]}\n" for i in reversed(range(5))]
+    solution.write_text("ImageID,ans,person\n" + "".join(rows))
+    ev = read_eval(root)
+    assert ev is not None and ev.groups is not None
+    assert ev.groups.tolist() == [0, 1, 0, 2, 1]  # one index per person, info.csv order
+    assert ev.solution is not None and ev.solution.tolist() == [0, 1, 2, 3, 4]
+
+    rows[1] = "e003.jpg,3,\n"
+    solution.write_text("ImageID,ans,person\n" + "".join(rows))
+    with pytest.raises(DataError, match="person is empty for 1 of 5 image"):
+        read_eval(root)
 
 
 def test_reads_the_synthetic_set(tiny_data, tiny_set) -> None:

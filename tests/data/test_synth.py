@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 
 from maskopt.cli import app
 from maskopt.data.labels import MASK_FILES, age_band, encode
+from maskopt.data.layout import read_eval
 from maskopt.data.synth import make_people, parse_size, synthesize
 from maskopt.errors import ConfigError
 
@@ -71,6 +73,26 @@ def test_solution_is_consistent(small: tuple[Path, dict]) -> None:
     assert np.bincount(labels // 6, minlength=3).tolist() == [30, 6, 6]
     # Opaque, shuffled ids: the order is not grouped by person (7 equal mask states in a row).
     assert any(labels[i] // 6 != labels[i + 1] // 6 for i in range(6))
+
+
+def test_solution_names_each_images_person(small: tuple[Path, dict]) -> None:
+    out, summary = small
+    solution = _rows(out / "eval" / "solution.csv")
+    assert list(solution[0]) == ["ImageID", "ans", "person"]
+    photos = Counter(r["person"] for r in solution)
+    assert sorted(photos) == sorted(summary["eval_ids"]) and set(photos.values()) == {7}
+    # A person's seven photos share gender and age band (class mod 6) and show 5/1/1 masks.
+    for pid in photos:
+        labels = [int(r["ans"]) for r in solution if r["person"] == pid]
+        assert len({c % 6 for c in labels}) == 1
+        assert sorted(c // 6 for c in labels) == [0, 0, 0, 0, 0, 1, 2]
+
+    ev = read_eval(out, progress=False)
+    assert ev is not None and ev.groups is not None and ev.groups.dtype == np.int64
+    assert len(np.unique(ev.groups)) == summary["eval_people"] == 6
+    person = {r["ImageID"]: r["person"] for r in solution}
+    for g in np.unique(ev.groups):
+        assert len({person[ev.image_ids[i]] for i in np.flatnonzero(ev.groups == g)}) == 1
 
 
 def test_train_labels_match_what_was_written(small: tuple[Path, dict]) -> None:

@@ -33,10 +33,6 @@ for m in pkgutil.walk_packages(maskopt.__path__, "maskopt."):
     importlib.import_module(m.name)
 from maskopt.studies.storage import create_storage
 create_storage("sqlite:///" + sys.argv[1], heartbeat=True, interval=2).remove_session()
-# OpenCV's own import adds its library folder to LD_LIBRARY_PATH; data/crop.py and
-# data/synth.py import cv2 at module level (not maskopt's doing, but seen at its import).
-os.environ.pop("LD_LIBRARY_PATH", None)
-env.pop("LD_LIBRARY_PATH", None)
 assert dict(os.environ) == env, set(os.environ.items()) ^ set(env.items())
 assert list(warnings.filters) == filters, "warning filters changed"
 assert optuna.logging.get_verbosity() == level, "optuna's log level changed"

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from maskopt.errors import DataError
@@ -129,3 +130,38 @@ def test_a_format_1_bundle_still_reads(tmp_path: Path) -> None:
     (tmp_path / MANIFEST).write_text(json.dumps(raw))
     old = read_manifest(tmp_path)
     assert old.members == m.members and old.data == "/old/data" and old.notes == ["old note"]
+
+
+def test_heldout_interval_resamples_people_when_known_else_images() -> None:
+    from maskopt.studies.bundle import Prediction
+    from maskopt.trainer.metrics import macro_f1
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 18, 70)
+    probs = rng.dirichlet(np.ones(18), 70).astype(np.float32)
+    probs[np.arange(0, 70, 2), truth[::2]] = 2.0  # every other image right
+    people = np.repeat(np.arange(10), 7)
+    ids = [f"e{i}.jpg" for i in range(70)]
+
+    by_people = Prediction(ids, probs, truth, people).heldout
+    by_images = Prediction(ids, probs, truth).heldout
+    assert by_people is not None and by_images is not None
+    assert (by_people.unit, by_people.n_units) == ("people", 10)
+    assert (by_images.unit, by_images.n_units) == ("images", 70)
+    f1 = macro_f1(truth, probs.argmax(1))
+    for iv in (by_people, by_images):
+        assert iv.value == pytest.approx(f1) and iv.low <= iv.value <= iv.high
+    assert "bootstrap over 10 people]" in str(by_people)
+    assert Prediction(ids, probs, truth, people).heldout_f1 == pytest.approx(f1)
+    no_truth = Prediction(ids, probs)
+    assert no_truth.heldout is None and no_truth.heldout_f1 is None
+
+
+def test_recorded_data_dir(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from maskopt.studies.bundle import recorded_data_dir
+
+    m = make_manifest(tmp_path)
+    assert recorded_data_dir(replace(m, data="")) is None
+    assert recorded_data_dir(replace(m, data=str(tmp_path))) == tmp_path

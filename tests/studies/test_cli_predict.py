@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from maskopt.cli import app
+from maskopt.data.layout import read_eval
+from maskopt.studies.bundle import MANIFEST, Prediction, read_manifest
 from maskopt.studies.export import export_best
 
 runner = CliRunner(env={"COLUMNS": "200"})
@@ -35,6 +39,63 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def ids_of(bundle: Path) -> list[str]:
+    with np.load(bundle / "eval_probs.npz") as z:
+        return list(z["image_ids"])
+
+
+def probs_of(bundle: Path) -> np.ndarray:
+    with np.load(bundle / "eval_probs.npz") as z:
+        return z["probs"]
+
+
+def truth_of(data: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
+    ev = read_eval(data, progress=False)
+    assert ev is not None
+    return ev.solution, ev.groups
+
+
+def with_recorded_data(bundle: Path, to: Path, data: str) -> Path:
+    """A copy of `bundle` whose manifest records `data` as its data folder."""
+    shutil.copytree(bundle, to)
+    manifest = json.loads((to / MANIFEST).read_text())
+    manifest["data"] = data
+    (to / MANIFEST).write_text(json.dumps(manifest))
+    return to
+
+
+def test_predict_eval_defaults_to_the_data_folder_the_bundle_records(
+    bundle: Path, complementary_study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded = read_manifest(bundle).data
+    assert Path(recorded) == complementary_study.data.resolve()
+    monkeypatch.chdir(tmp_path)  # no ./data here: only the recorded folder can be read
+    res = runner.invoke(app, ["predict", str(bundle), "--eval", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert f"({recorded}/eval/solution.csv)" in res.output
+    assert "bootstrap over 8 people]" in res.output
+
+
+def test_predict_eval_on_a_bundle_whose_data_is_gone(
+    bundle: Path, complementary_study, tmp_path: Path
+) -> None:
+    gone = tmp_path / "moved-away"
+    moved = with_recorded_data(bundle, tmp_path / "b", str(gone))
+    res = runner.invoke(app, ["predict", str(moved), "--eval", "--device", "cpu"])
+    assert res.exit_code == 1, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.output
+    assert lines[0].startswith(f"error: the bundle's data folder {gone} is gone")
+    assert "pass --data DIR" in lines[0]
+    # an explicit --data wins over the recorded folder
+    data = complementary_study.data
+    res = runner.invoke(
+        app, ["predict", str(moved), "--eval", "--data", str(data), "--device", "cpu"]
+    )
+    assert res.exit_code == 0, res.output
+    assert f"({data}/eval/solution.csv)" in res.output
+
+
 def test_predict_eval_writes_csv_and_heldout_f1(
     bundle: Path, complementary_study, tmp_path: Path
 ) -> None:
@@ -54,7 +115,9 @@ def test_predict_eval_writes_csv_and_heldout_f1(
         ],
     )
     assert res.exit_code == 0, res.output
-    assert "held-out macro F1 (eval/solution.csv):" in res.output
+    heldout = Prediction(ids_of(bundle), probs_of(bundle), *truth_of(complementary_study.data))
+    assert f"held-out macro F1 {heldout.heldout} ({complementary_study.data}/eval" in res.output
+    assert "bootstrap over 8 people]" in res.output  # tests/conftest.py: TINY_EVAL_PEOPLE
     rows = read_rows(out)
     with np.load(bundle / "eval_probs.npz") as z:
         probs, ids = z["probs"], list(z["image_ids"])

@@ -176,6 +176,6 @@ def test_checkpoint_predictions_are_made_on_the_device(spy, checkpoint, tiny_dat
 
     photo = next((tiny_data / "eval" / "images").iterdir())
     predict_files(checkpoint, [photo], device=META)
-    ids, probs, _ = predict_eval(checkpoint, tiny_data, device=META)
+    ids, probs, *_ = predict_eval(checkpoint, tiny_data, device=META)
     assert len(ids) == len(probs)
     _assert_on_meta(spy)
