@@ -531,8 +531,8 @@ def choose_ensemble(
             break
         size += 1
 
-    temps = cf.fit_temperatures(everyone) if tempered else [1.0] * n_cands
-    _, weights, sel = cf.select(everyone, size, temps if tempered else None)
+    temps = cf.fit_temperatures(everyone) if tempered else None
+    _, weights, sel = cf.select(everyone, size, temps)
     members = tuple(int(i) for i in np.flatnonzero(weights))
     kept = len(members) > 1
     tested = max(size, 2)
@@ -540,22 +540,26 @@ def choose_ensemble(
         out_gain: Gain | None = gain((size, tempered), (1, tempered))
     else:
         out_gain = steps[0].gain if steps else None
-    full = sel if size == tested else cf.select(everyone, tested, temps if tempered else None)[2]
+    full = sel if size == tested else cf.select(everyone, tested, temps)[2]
     in_gain = (full.score - best_f1) if full is not None else 0.0
     in_f1 = sel.score if sel is not None else best_f1
+    alone = ""
+    if len(eligible) < 2:
+        alone = (
+            "it is the only candidate"
+            if n_cands == 1
+            else "no other candidate shares its training target"
+        )
     decision = _decision(
-        names,
-        best,
-        best_f1,
-        members,
-        weights,
-        out_gain,
-        in_gain,
-        steps,
-        len(eligible),
-        len(probs),
-        kept,
-        confidence,
+        names=names,
+        best=best,
+        best_f1=best_f1,
+        weights=weights,
+        gain=out_gain,
+        in_gain=in_gain,
+        steps=steps,
+        alone=alone,
+        confidence=confidence,
     )
     if tempered and not kept:
         temp_note += " Unused: the best single alone is exported."
@@ -572,7 +576,7 @@ def choose_ensemble(
         decision=decision,
         left_out=left_out,
         target_note=target_note,
-        temperatures=tuple(float(temps[i]) if tempered and kept else 1.0 for i in members),
+        temperatures=tuple(float(temps[i]) if temps and kept else 1.0 for i in members),
         temperature_kept=tempered and kept,
         temperature_gain=temp_gain,
         temperature_note=temp_note,
@@ -605,29 +609,29 @@ def _target_note(
 
 
 def _decision(
+    *,
     names: list[str],
     best: int,
     best_f1: float,
-    members: tuple[int, ...],
     weights: np.ndarray,
     gain: Gain | None,
     in_gain: float,
     steps: list[Step],
-    n_eligible: int,
-    n_cands: int,
-    kept: bool,
+    alone: str,
     confidence: float,
 ) -> str:
+    """One line: what is exported and the out-of-sample number that decided it."""
     single = f"best single {names[best]} exported (OOF macro F1 {best_f1:.4f})"
-    if n_eligible < 2:
-        why = (
-            "it is the only candidate"
-            if n_cands == 1
-            else ("no other candidate shares its training target")
+    if alone:
+        return f"{single}: {alone}."
+    assert gain is not None and steps
+    members = np.flatnonzero(weights)
+    if len(members) < 2 and steps[0].accepted:  # the cross-fit said yes, greedy on all: no
+        return (
+            f"{single}: a second member gains {gain} out of sample, P(gain > 0) = "
+            f"{gain.p_positive:.2f}, but on all the OOF predictions greedy selection adds none."
         )
-        return f"{single}: {why}."
-    assert gain is not None
-    if not kept:
+    if len(members) < 2:
         return (
             f"{single}: adding a second member gains {gain} out of sample, "
             f"P(gain > 0) = {gain.p_positive:.2f} (needs > 0 with P >= {confidence:.2f}; "
