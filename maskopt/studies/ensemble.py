@@ -234,6 +234,17 @@ _GOLDEN_STEPS = 18  # the log T bracket (width 6) shrinks to ~1e-3 of a unit
 _TINY = 1e-12  # probabilities are floored here before the log
 
 
+def _log(p: np.ndarray) -> np.ndarray:
+    """float32 log-probabilities, each row shifted so its top is 0 (softmax ignores it)."""
+    z = np.log(np.maximum(np.asarray(p, dtype=np.float32), _TINY))
+    return z - z.max(axis=1, keepdims=True)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 def apply_temperature(p: np.ndarray, t: float) -> np.ndarray:
     """softmax(log(p) / t) row by row, float32: t > 1 softens, t < 1 sharpens, 1 = as is.
 
@@ -241,25 +252,22 @@ def apply_temperature(p: np.ndarray, t: float) -> np.ndarray:
     """
     if not (np.isfinite(t) and t > 0):
         raise ValueError(f"temperature must be finite and > 0, but got {t=}.")
-    z = np.log(np.maximum(np.asarray(p, dtype=np.float64), _TINY)) / t
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    return _softmax(_log(p) / t)
 
 
 def fit_temperature(p: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature that minimises the mean NLL of softmax(log(p) / T) on `labels`.
+    """The temperature that minimises the mean NLL of softmax(log(p) / T) on `labels`."""
+    return _fit_log_temperature(_log(p), np.asarray(labels))
 
-    The NLL is convex in 1/T, so a golden-section search over log T finds its minimum.
-    """
-    logp = np.log(np.maximum(np.asarray(p, dtype=np.float64), _TINY))
-    # shifted so each row's top is 0: then no row max is needed inside the search (T > 0)
-    logp -= logp.max(axis=1, keepdims=True)
-    true = logp[np.arange(len(logp)), np.asarray(labels)]
+
+def _fit_log_temperature(logp: np.ndarray, labels: np.ndarray) -> float:
+    """`fit_temperature` on `_log(p)`. The NLL is convex in 1/T, so a golden-section
+    search over log T finds its minimum; with each row's top at 0 no row max is needed."""
+    true = float(logp[np.arange(len(logp)), labels].mean())
 
     def nll(log_t: float) -> float:
-        beta = np.exp(-log_t)
-        return float(np.log(np.exp(beta * logp).sum(axis=1)).mean() - beta * true.mean())
+        beta = float(np.exp(-log_t))
+        return float(np.log(np.exp(beta * logp).sum(axis=1)).mean()) - beta * true
 
     lo, hi = _LOG_T
     g = (np.sqrt(5) - 1) / 2
@@ -364,37 +372,51 @@ class _CrossFit:
     vote: str
     rounds: int
     score: Score
+    logs: list[np.ndarray] = field(init=False)
+    # per (repeat, fitting half): the best single chosen on that half, its temperatures
+    bests: dict[tuple[int, int], int] = field(default_factory=dict)
     temps: dict[tuple[int, int], list[float]] = field(default_factory=dict)
     preds: dict[tuple[int | None, bool], np.ndarray] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.logs = [_log(p) for p in self.probs]
+
+    def votes(
+        self, which: Sequence[int], rows: np.ndarray, temps: list[float] | None
+    ) -> list[np.ndarray]:
+        """Candidates `which`'s probabilities on `rows`, tempered when `temps` are given."""
+        if temps is None:
+            return [self.probs[i][rows] for i in which]
+        return [_softmax(self.logs[i][rows] / temps[i]) for i in which]
+
+    def best(self, rows: np.ndarray) -> int:
+        """The best single candidate on `rows` (a temperature never changes it)."""
+        scores = member_scores([p[rows] for p in self.probs], self.labels[rows], self.score)
+        return int(np.argmax(scores))
+
     def select(
-        self, rows: np.ndarray, cap: int | None, temps: list[float] | None
-    ) -> tuple[int, np.ndarray, Selection | None]:
-        """Best single, weights over all candidates (0 = not in) and the greedy selection,
-        all chosen on `rows` alone; only candidates with the best's target take part."""
-        y = self.labels[rows]
-        sub = [p[rows] for p in self.probs]
-        if temps is not None:
-            sub = [apply_temperature(p, t) for p, t in zip(sub, temps, strict=True)]
-        best = int(np.argmax(member_scores(sub, y, self.score)))
-        weights = np.zeros(len(sub))
+        self, rows: np.ndarray, best: int, cap: int | None, temps: list[float] | None
+    ) -> tuple[np.ndarray, Selection | None]:
+        """Weights over all candidates (0 = not in) and the greedy selection, chosen on
+        `rows` alone among the candidates with the target of `best`; cap 1 = `best` alone."""
+        weights = np.zeros(len(self.probs))
         if cap == 1:
             weights[best] = 1.0
-            return best, weights, None
+            return weights, None
         eligible = [i for i, t in enumerate(self.targets) if t == self.targets[best]]
         sel = greedy_select(
-            [sub[i] for i in eligible],
-            y,
+            self.votes(eligible, rows, temps),
+            self.labels[rows],
             rounds=self.rounds,
             vote=self.vote,
             score=self.score,
             max_members=cap,
         )
         weights[eligible] = sel.weights
-        return best, weights, sel
+        return weights, sel
 
     def fit_temperatures(self, rows: np.ndarray) -> list[float]:
-        return [fit_temperature(p[rows], self.labels[rows]) for p in self.probs]
+        return [_fit_log_temperature(z[rows], self.labels[rows]) for z in self.logs]
 
     def predict(self, cap: int | None, tempered: bool) -> np.ndarray:
         key = (cap, tempered)
@@ -402,20 +424,15 @@ class _CrossFit:
             out = np.zeros((len(self.halves), len(self.labels)), dtype=np.int64)
             for r, (a, b) in enumerate(self.halves):
                 for h, (fit, apply) in enumerate(((a, b), (b, a))):
-                    temps = None
-                    if tempered:
-                        if (r, h) not in self.temps:
-                            self.temps[(r, h)] = self.fit_temperatures(fit)
-                        temps = self.temps[(r, h)]
-                    _, w, _ = self.select(fit, cap, temps)
-                    on = np.flatnonzero(w)
-                    parts = [
-                        self.probs[i][apply]
-                        if temps is None
-                        else apply_temperature(self.probs[i][apply], temps[i])
-                        for i in on
-                    ]
-                    out[r, apply] = combine(parts, w[on], self.vote).argmax(axis=1)
+                    if (r, h) not in self.bests:
+                        self.bests[(r, h)] = self.best(fit)
+                    if tempered and (r, h) not in self.temps:
+                        self.temps[(r, h)] = self.fit_temperatures(fit)
+                    temps = self.temps[(r, h)] if tempered else None
+                    w, _ = self.select(fit, self.bests[(r, h)], cap, temps)
+                    on = [int(i) for i in np.flatnonzero(w)]
+                    votes = self.votes(on, apply, temps)
+                    out[r, apply] = combine(votes, w[on], self.vote).argmax(axis=1)
             self.preds[key] = out
         return self.preds[key]
 
@@ -500,7 +517,7 @@ def choose_ensemble(
         return g.diff.value > 0 and g.p_positive >= confidence
 
     everyone = np.arange(n_rows)
-    best, _, _ = cf.select(everyone, 1, None)
+    best = cf.best(everyone)
     best_f1 = float(score(labels, cf.probs[best].argmax(axis=1)))
     eligible = [i for i in range(n_cands) if keys[i] == keys[best]]
     left_out = tuple(i for i in range(n_cands) if keys[i] != keys[best])
@@ -532,7 +549,7 @@ def choose_ensemble(
         size += 1
 
     temps = cf.fit_temperatures(everyone) if tempered else None
-    _, weights, sel = cf.select(everyone, size, temps)
+    weights, sel = cf.select(everyone, best, size, temps)
     members = tuple(int(i) for i in np.flatnonzero(weights))
     kept = len(members) > 1
     tested = max(size, 2)
@@ -540,7 +557,7 @@ def choose_ensemble(
         out_gain: Gain | None = gain((size, tempered), (1, tempered))
     else:
         out_gain = steps[0].gain if steps else None
-    full = sel if size == tested else cf.select(everyone, tested, temps)[2]
+    full = sel if size == tested else cf.select(everyone, best, tested, temps)[1]
     in_gain = (full.score - best_f1) if full is not None else 0.0
     in_f1 = sel.score if sel is not None else best_f1
     alone = ""
