@@ -307,8 +307,10 @@ class Choice:
     best: int  # the best single candidate (OOF macro F1)
     best_f1: float  # its OOF macro F1
     in_sample_f1: float  # OOF macro F1 of the members with their weights (optimistic)
-    in_sample_gain: float  # what plain greedy selection claims at the size tested last-kept
-    gain: Gain | None  # the same gain out of sample (None: nothing to compare)
+    # greedy's gain over the best single on the rows it was chosen on (optimistic), at
+    # the size `gain` is about: the kept size, or 2 when the best single is exported
+    in_sample_gain: float
+    gain: Gain | None  # that size's gain out of sample (None: no second eligible candidate)
     steps: tuple[Step, ...]  # the member-by-member tests, in order
     decision: str  # one line for the user
     left_out: tuple[int, ...]  # candidates with another training target than the best
