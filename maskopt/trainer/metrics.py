@@ -24,21 +24,33 @@ BOOTSTRAP_RESAMPLES = 1000
 LEVEL = 0.95
 
 
-def _counts(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """(N, 3, C) one-hot counts per row: true positive, false positive, false negative."""
+def _counts(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    n_classes: int,
+    unit: np.ndarray | None = None,
+    n_units: int = 1,
+) -> np.ndarray:
+    """(U, 3, C) counts of true positives, false positives, false negatives per unit
+    (row -> unit in `unit`; all rows one unit without it), by bincount: greedy
+    selection and the bootstrap score thousands of predictions."""
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
     if y_true.shape != y_pred.shape or y_true.ndim != 1:
         raise ValueError(
             f"y_true and y_pred must be 1-D of one length, got {y_true.shape} and {y_pred.shape}."
         )
-    out = np.zeros((len(y_true), 3, n_classes), dtype=np.float64)
-    rows = np.arange(len(y_true))
+    base = np.zeros(len(y_true), dtype=np.int64) if unit is None else unit * (3 * n_classes)
     hit = y_true == y_pred
-    out[rows[hit], 0, y_true[hit]] = 1.0
-    out[rows[~hit], 1, y_pred[~hit]] = 1.0
-    out[rows[~hit], 2, y_true[~hit]] = 1.0
-    return out
+    size = n_units * 3 * n_classes
+    index = np.concatenate(
+        [
+            (base + y_true)[hit],  # tp
+            (base + n_classes + y_pred)[~hit],  # fp
+            (base + 2 * n_classes + y_true)[~hit],  # fn
+        ]
+    )
+    return np.bincount(index, minlength=size).reshape(n_units, 3, n_classes).astype(np.float64)
 
 
 def f1_from_counts(counts: np.ndarray) -> np.ndarray:
@@ -58,7 +70,7 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     if len(y_true) == 0:
         return 0.0
     n_classes = int(max(NUM_CLASSES, y_true.max() + 1, y_pred.max() + 1))
-    return float(f1_from_counts(_counts(y_true, y_pred, n_classes).sum(axis=0)))
+    return float(f1_from_counts(_counts(y_true, y_pred, n_classes)[0]))
 
 
 @dataclass(frozen=True)
@@ -106,8 +118,9 @@ def resample_weights(
     n_units = int(unit.max()) + 1 if n else 0
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n_units, size=(resamples, n_units))
-    weights = np.zeros((resamples, n_units), dtype=np.float64)
-    np.add.at(weights, (np.repeat(np.arange(resamples), n_units), draws.ravel()), 1.0)
+    flat = (draws + n_units * np.arange(resamples)[:, None]).ravel()
+    weights = np.bincount(flat, minlength=resamples * n_units).astype(np.float64)
+    weights = weights.reshape(resamples, n_units)
     return weights, unit, name
 
 
@@ -115,9 +128,7 @@ def resampled_f1(
     y_true: np.ndarray, y_pred: np.ndarray, weights: np.ndarray, unit: np.ndarray
 ) -> np.ndarray:
     """Macro F1 of each resample: `weights` (R, U) from `resample_weights`."""
-    counts = _counts(y_true, y_pred, NUM_CLASSES)
-    per_unit = np.zeros((weights.shape[1], 3, NUM_CLASSES))
-    np.add.at(per_unit, unit, counts)
+    per_unit = _counts(y_true, y_pred, NUM_CLASSES, unit, weights.shape[1])
     return f1_from_counts(np.einsum("ru,uks->rks", weights, per_unit))
 
 
