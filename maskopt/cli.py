@@ -313,6 +313,7 @@ def _print_export(console, rep) -> None:
     table.add_row("[bold]exported (in-sample)[/bold]", f"[bold]{_fmt(m.oof_f1)}[/bold]", "")
     console.print(table)
     console.print(m.choice.get("target_note", ""))
+    console.print(m.choice.get("temperature_note", ""))
     console.print(f"[bold]{m.choice.get('decision', '')}[/bold]")
     onnx = any(r.get("onnx_images_per_s") for r in m.tradeoff)
     trade = Table(title="trade-off: OOF macro F1 against inference speed")

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from maskopt.errors import DataError
-from maskopt.studies.ensemble import check_vote, combine
+from maskopt.studies.ensemble import apply_temperature, check_vote, combine
 from maskopt.trainer.metrics import Interval, bootstrap_f1
 
 MANIFEST = "manifest.json"
@@ -50,6 +50,7 @@ class Member:
     oof_f1: float  # the trial's out-of-fold macro F1
     retrained: bool  # True: one model retrained on all data; False: the trial's fold models
     epochs: int  # epochs of the retrained model (the trial's config epochs for fold models)
+    temperature: float = 1.0  # its probabilities are softmax(log p / T) before the vote
 
 
 @dataclass(frozen=True)
@@ -259,7 +260,8 @@ ImagesFor = Callable[[int], np.ndarray]  # image_size -> (N, H, W, 3) uint8
 def member_probs(
     folder: Path, member: Member, images: np.ndarray, *, tta: bool, device: str = "cpu"
 ) -> np.ndarray:
-    """Mean probabilities of a member's checkpoints on prepared images, (N, 18) float32."""
+    """Mean probabilities of a member's checkpoints on prepared images, tempered by its
+    temperature, (N, 18) float32."""
     from maskopt.trainer.checkpoint import load_model
     from maskopt.trainer.predict import predict_probs
 
@@ -270,7 +272,8 @@ def member_probs(
         total = p if total is None else total + p
         del model
     assert total is not None
-    return (total / len(member.checkpoints)).astype(np.float32)
+    mean = (total / len(member.checkpoints)).astype(np.float32)
+    return mean if member.temperature == 1.0 else apply_temperature(mean, member.temperature)
 
 
 def predict_images(

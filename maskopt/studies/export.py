@@ -27,7 +27,13 @@ from typing import Any
 
 from maskopt.errors import ConfigError, DataError, StudyError
 from maskopt.studies import bundle as bundles
-from maskopt.studies.ensemble import check_vote, choose_ensemble, combine
+from maskopt.studies.ensemble import (
+    TARGET_KEYS,
+    apply_temperature,
+    check_vote,
+    choose_ensemble,
+    combine,
+)
 from maskopt.studies.records import CROP, DATA_DIR, DATA_FINGERPRINT, SKIP_BAD
 from maskopt.studies.retrain import retrain_config
 
@@ -79,6 +85,7 @@ def export_best(
     device: str = "auto",
     cache_dir: Path | None = None,
     rounds: int = 25,
+    average_all: bool = False,  # every candidate at equal weight (bench_ensemble's baseline)
     progress: bool = True,
     echo: Callable[[str], None] = lambda _s: None,
 ) -> ExportReport:
@@ -125,13 +132,28 @@ def export_best(
             labels,
             data.groups(),
             names=[f"trial {c.number}" for c in cands],
-            targets=[dataclasses.asdict(c.config) for c in cands],
+            targets=[{k: getattr(c.config, k) for k in TARGET_KEYS} for c in cands],
             vote=vote,
             rounds=rounds,
         )
+        if average_all:  # a baseline: every candidate at equal weight, nothing chosen
+            n = len(cands)
+            choice = dataclasses.replace(
+                choice,
+                members=tuple(range(n)),
+                weights=(1 / n,) * n,
+                kept=n > 1,
+                temperatures=(1.0,) * n,
+                decision=f"plain average of the top {n} trial(s), as asked: nothing chosen.",
+            )
         chosen = [cands[i] for i in choice.members]
         best = cands[choice.best]
-        ens_oof = combine([c.oof for c in chosen], choice.weights, vote=vote)
+        temperature = dict(zip([c.number for c in chosen], choice.temperatures, strict=True))
+        ens_oof = combine(
+            [apply_temperature(c.oof, temperature[c.number]) for c in chosen],
+            choice.weights,
+            vote=vote,
+        )
 
         # 3. TTA on OOF (needs the fold models) and the trade-off table
         folds = cands_.study_folds(study, data)
@@ -166,6 +188,7 @@ def export_best(
             choice.weights,
             per_member,
             tta_probs,
+            temperature,
             data,
             vote,
             dev,
@@ -179,7 +202,7 @@ def export_best(
 
         # 4. the members' models
         if retrain:
-            notes += [n for c in chosen if (n := retrain_.epoch_cap_note(c))]
+            notes += [note for c in chosen if (note := retrain_.epoch_cap_note(c))]
             trained = retrain_.retrain(
                 chosen, data, folder, device=dev, progress=progress, study=study_name
             )
@@ -199,6 +222,7 @@ def export_best(
                     oof_f1=c.oof_f1,
                     retrained=retrain,
                     epochs=trained[c.number][1].epochs,
+                    temperature=temperature[c.number],
                 )
                 for c, w in zip(chosen, choice.weights, strict=True)
             ),

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from maskopt.studies.ensemble import combine
+from maskopt.studies.ensemble import apply_temperature, combine
 
 if TYPE_CHECKING:
     from maskopt.data.layout import TrainSet
@@ -83,13 +83,15 @@ def tradeoff_table(
     weights: Sequence[float],
     models_per_member: dict[int, int],
     tta: dict[int, np.ndarray],
+    temperature: dict[int, float],
     data: TrainSet,
     vote: str,
     device: str,
     onnx: bool = False,
 ) -> list[TradeOff]:
     """OOF macro F1 against inference images/s: the best single trial and the ensemble (if
-    any), each with and without TTA (`tta`: TTA OOF probabilities by trial number)."""
+    any), each with and without TTA (`tta`: TTA OOF probabilities by trial number;
+    `temperature`: each ensemble member's, applied before the vote as the bundle does)."""
     from maskopt.trainer.metrics import macro_f1
 
     labels = data.labels()
@@ -109,28 +111,36 @@ def tradeoff_table(
             return None
         return 1.0 / sum(models_per_member[c.number] / table[(c.number, t)] for c in group)
 
-    def f1(group: Sequence[Candidate], ws: Sequence[float], with_tta: bool) -> float | None:
+    def f1(
+        group: Sequence[Candidate], ws: Sequence[float], ts: dict[int, float], with_tta: bool
+    ) -> float | None:
         if with_tta and any(c.number not in tta for c in group):
             return None
-        probs = [tta[c.number] if with_tta else c.oof for c in group]
+        probs = [
+            apply_temperature(tta[c.number] if with_tta else c.oof, ts.get(c.number, 1.0))
+            for c in group
+        ]
         return macro_f1(labels, combine(probs, ws, vote=vote).argmax(1))
 
-    def rows(name: str, group: Sequence[Candidate], ws: Sequence[float]) -> list[TradeOff]:
+    def rows(
+        name: str, group: Sequence[Candidate], ws: Sequence[float], ts: dict[int, float]
+    ) -> list[TradeOff]:
         n = sum(models_per_member[c.number] for c in group)
         return [
             TradeOff(
-                name, f1(group, ws, False), ips(speed, group, False), n, ips(ort, group, False)
+                name, f1(group, ws, ts, False), ips(speed, group, False), n, ips(ort, group, False)
             ),
             TradeOff(
                 f"{name.split(' (')[0]} + TTA",
-                f1(group, ws, True),
+                f1(group, ws, ts, True),
                 ips(speed, group, True),
                 2 * n,
                 ips(ort, group, True),
             ),
         ]
 
-    out = rows(f"best single (trial {best.number})", [best], [1.0])
+    # a single model's labels do not depend on its temperature
+    out = rows(f"best single (trial {best.number})", [best], [1.0], {})
     if ensemble:
-        out += rows(f"ensemble ({len(ensemble)} trials)", ensemble, weights)
+        out += rows(f"ensemble ({len(ensemble)} trials)", ensemble, weights, temperature)
     return out

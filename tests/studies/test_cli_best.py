@@ -78,8 +78,9 @@ def test_export_prints_scores_tradeoff_and_heldout(complementary_study, tmp_path
     assert res.exit_code == 0, res.output
     for text in (
         "exported (in-sample)",
-        "ensemble of trials 0, 1 kept",
-        "out of sample",
+        "ensemble of 2 kept (trial 0 x0.50, trial 1 x0.50)",
+        "per-member temperature scaling kept",
+        "out-of-sample gain over the best single trial 0",
         "trade-off",
         "ensemble + TTA",
         "held-out macro F1 (eval/solution.csv):",

@@ -123,7 +123,12 @@ def test_export_keeps_a_beating_ensemble_of_fold_models(
     )
     m = read_manifest(out)
     assert m.choice["kept"] and "kept" in m.choice["decision"]
-    assert {mm.trial: mm.weight for mm in m.members} == pytest.approx({0: 2 / 3, 1: 1 / 3})
+    # only the two complementary trials vote; per-member temperatures pay here (trial 0 is
+    # overconfident where it is wrong) and travel with the members into prediction
+    assert [mm.trial for mm in m.members] == [0, 1] and sum(m.weights) == pytest.approx(1.0)
+    assert m.choice["temperature_kept"]
+    assert [mm.temperature for mm in m.members] == m.choice["temperatures"] != [1.0, 1.0]
+    assert m.choice["gain"]["p_positive"] >= 0.9 and m.choice["gain"]["diff"]["low"] > 0
     best_single = max(c["oof_f1"] for c in m.candidates)
     assert m.oof_f1 == pytest.approx(1.0) and m.oof_f1 > best_single
     assert m.tta and all(not mm.retrained and len(mm.checkpoints) == 2 for mm in m.members)
@@ -203,10 +208,13 @@ def test_export_without_a_recorded_data_folder_asks_for_data(
 ) -> None:
     from maskopt.errors import ConfigError
 
+    import optuna
+
     study = load_study(finished_study.url, finished_study.name)
-    copy = tmp_path / "copy.db"
-    copy.write_bytes(Path(finished_study.url.removeprefix("sqlite:///")).read_bytes())
-    url = f"sqlite:///{copy}"
+    url = f"sqlite:///{tmp_path / 'copy.db'}"
+    optuna.copy_study(
+        from_study_name=study.study_name, from_storage=finished_study.url, to_storage=url
+    )
     load_study(url, study.study_name).set_user_attr("data_dir", None)  # as 0.1 left it
     with pytest.raises(ConfigError, match="does not record its data folder .*: pass --data"):
         export_best(

@@ -48,4 +48,3 @@ def test_export_speed_timing_runs_on_cuda():
 
     ips = _images_per_s(tiny_cfg(), np.zeros((32, 40, 32, 3), np.uint8), "cuda", tta=True)
     assert ips > 0
-
