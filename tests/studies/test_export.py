@@ -206,9 +206,9 @@ def test_predict_eval_and_files_on_a_bundle(complementary_study, tmp_path: Path)
 def test_export_without_a_recorded_data_folder_asks_for_data(
     finished_study, tmp_path: Path
 ) -> None:
-    from maskopt.errors import ConfigError
-
     import optuna
+
+    from maskopt.errors import ConfigError
 
     study = load_study(finished_study.url, finished_study.name)
     url = f"sqlite:///{tmp_path / 'copy.db'}"
