@@ -182,6 +182,14 @@ def best(
     tta: Annotated[
         bool, typer.Option("--tta", help="Use hflip test-time augmentation in the bundle.")
     ] = False,
+    onnx: Annotated[
+        bool,
+        typer.Option(
+            "--onnx",
+            help="Also write model.onnx: the whole ensemble as one ONNX graph "
+            "(predict --runtime onnx; needs maskopt[onnx]).",
+        ),
+    ] = False,
     data: DataOpt = DEFAULT_DATA,
     cache: CacheOpt = None,
     device: DeviceOpt = "auto",
@@ -216,7 +224,19 @@ def best(
         return
     if export:
         _best_export(
-            console, study, storage, artifacts, top, out, vote, retrain, tta, data, cache, device
+            console,
+            study,
+            storage,
+            artifacts,
+            top,
+            out,
+            vote,
+            retrain,
+            tta,
+            onnx,
+            data,
+            cache,
+            device,
         )
         return
 
@@ -257,7 +277,7 @@ def best(
 
 
 def _best_export(
-    console, study, storage, artifacts, top, out, vote, retrain, tta, data, cache, device
+    console, study, storage, artifacts, top, out, vote, retrain, tta, onnx, data, cache, device
 ) -> None:
     from rich.table import Table
 
@@ -273,6 +293,7 @@ def _best_export(
         vote=vote,
         retrain=retrain,
         tta=tta,
+        onnx=onnx,
         device=device,
         cache_dir=cache,
         echo=lambda s: console.print(f"[dim]{s}[/dim]"),
@@ -302,6 +323,8 @@ def _best_export(
     )
     if rep.plots is not None:
         console.print(f"plots: {rep.out / 'plots.html'}")
+    if onnx:
+        console.print(f"onnx: {rep.out / 'model.onnx'}  (maskopt predict {rep.out} --runtime onnx)")
     if rep.submission is not None:
         console.print(f"submission: {rep.submission}")
     if rep.heldout_f1 is not None:
@@ -665,16 +688,33 @@ def train(
 
 
 def _predict_rows(
-    source: Path, images: list[Path], crop: str, device: str, tta: bool, eval_data: Path | None
+    source: Path,
+    images: list[Path],
+    crop: str,
+    device: str,
+    tta: bool,
+    eval_data: Path | None,
+    runtime: str = "torch",
 ) -> tuple[list[dict], float | None]:
     """Prediction rows for IMAGES (or <data>/eval) from a checkpoint or a bundle folder,
     and the held-out macro F1 when eval/solution.csv is there."""
     from maskopt.errors import ConfigError
-    from maskopt.studies.bundle import Prediction, is_bundle, predict_eval, predict_files
+    from maskopt.studies.bundle import (
+        Prediction,
+        check_runtime,
+        is_bundle,
+        predict_eval,
+        predict_files,
+    )
     from maskopt.trainer.predict import prediction_rows
 
     if (eval_data is None) == (not images):
         raise ConfigError("give IMAGES... or --eval (with --data DIR), not both and not neither.")
+    if check_runtime(runtime) != "torch" and not source.is_dir():
+        raise ConfigError(
+            f"--runtime {runtime} runs a bundle folder (maskopt best --export --onnx), "
+            f"but {source} is a checkpoint file: drop --runtime or give a bundle."
+        )
     if source.is_dir():
         if not is_bundle(source):
             raise ConfigError(
@@ -682,9 +722,9 @@ def _predict_rows(
                 "give a checkpoint file or a folder written by maskopt best --export."
             )
         pred = (
-            predict_eval(source, eval_data, device=device)
+            predict_eval(source, eval_data, device=device, runtime=runtime)
             if eval_data is not None
-            else predict_files(source, images, device=device)
+            else predict_files(source, images, device=device, runtime=runtime)
         )
     elif eval_data is not None:
         from maskopt.trainer.predict import predict_eval as predict_eval_checkpoint
@@ -732,6 +772,14 @@ def predict(
             "--tta", help="Average with the mirrored image (a bundle uses its own setting)."
         ),
     ] = False,
+    runtime: Annotated[
+        str,
+        typer.Option(
+            "--runtime",
+            help="torch, or onnx: a bundle's model.onnx in onnxruntime on the CPU "
+            "(maskopt best --export --onnx; needs maskopt[onnx]).",
+        ),
+    ] = "torch",
 ) -> None:
     """Predict mask / gender / age classes of new photos (any size) with a checkpoint or a bundle."""
     import csv
@@ -743,7 +791,7 @@ def predict(
     from maskopt.trainer.config import atomic_write_text
 
     rows, heldout = _predict_rows(
-        checkpoint, list(images or []), crop, device, tta, data if eval_ else None
+        checkpoint, list(images or []), crop, device, tta, data if eval_ else None, runtime
     )
     cols = ("image", "class", "mask", "gender", "age", "probability")
     if out is not None:

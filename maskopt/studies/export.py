@@ -496,6 +496,7 @@ def export_best(
     vote: str = "soft",
     retrain: bool = True,
     tta: bool = False,
+    onnx: bool = False,  # also write model.onnx (onnx_bundle.py)
     device: str = "auto",
     cache_dir: Path | None = None,
     rounds: int = 25,
@@ -512,6 +513,10 @@ def export_best(
     check_vote(vote)
     if top < 1:
         raise ConfigError(f"--top must be >= 1, but got {top}.")
+    if onnx:
+        from maskopt.studies.onnx_bundle import check_exportable, check_onnx, export_onnx
+
+        check_onnx(export=True)  # a missing extra fails before any work
     study = load_study(storage_url, study_name)
     attrs = study.user_attrs
     store = create_artifact_store(study_artifacts_dir(storage_url, artifacts, study))
@@ -557,6 +562,8 @@ def export_best(
                 "TTA is used anyway."
             )
 
+        if onnx and retrain:  # an exporter failure must not come after hours of retraining
+            check_exportable([c.config for c in chosen], ws, vote=vote, tta=tta)
         # the members' models: retrained on all data, or the fold models
         if retrain:
             trained = _retrain(chosen, data, folder, dev, progress, study_name)
@@ -637,6 +644,9 @@ def export_best(
             "storage": storage_url,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+        if onnx:
+            echo("exporting the ensemble to model.onnx")
+            export_onnx(folder, manifest=manifest)
         # the manifest last: a folder without it is not a bundle
         bundles.write_manifest(folder, dataclasses.replace(manifest, info=info))
     return report
