@@ -152,7 +152,7 @@ def test_a_model_onnx_from_another_ensemble_is_refused(
         predict_onnx(copy, require_eval(tiny_data).images)
     assert "\n" not in str(err.value)
     (copy / "model.onnx").unlink()
-    with pytest.raises(DataError, match="model.onnx does not exist"):
+    with pytest.raises(DataError, match="has no model.onnx: export it with `maskopt best"):
         predict_onnx(copy, require_eval(tiny_data).images)
 
 
@@ -184,4 +184,67 @@ def test_missing_onnx_packages_are_one_line_naming_the_extra(
     assert str(err.value) == (
         "ONNX export needs onnxruntime, onnxscript, which are not installed: "
         "pip install maskopt[onnx]"
+    )
+
+
+def test_a_hard_vote_tie_decided_by_the_soft_average_survives_predict_images(
+    hard_bundle: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from maskopt.data.layout import require_eval
+    from maskopt.studies.bundle import member_probs
+    from maskopt.studies.ensemble import hard_vote, soft_vote
+
+    monkeypatch.setenv("MASKOPT_CPU_BF16", "0")
+    manifest = read_manifest(hard_bundle)
+    ev = require_eval(tiny_data)
+    probs = [
+        member_probs(hard_bundle, m, ev.images(int(m.config["image_size"])), tta=False)
+        for m in manifest.members
+    ]
+    a, b = (p.argmax(1) for p in probs)
+    tied = np.flatnonzero(a != b)  # two members of equal weight: one vote each
+    soft = soft_vote(probs, manifest.weights)
+    winner = np.where(soft[tied, a[tied]] > soft[tied, b[tied]], a[tied], b[tied])
+    # where the soft winner is the higher class, a tie-break lost to float32 rounding would
+    # hand the row to the lower one (argmax takes the first of equal values)
+    assert (winner > np.minimum(a[tied], b[tied])).any()
+    got = predict_images(hard_bundle, ev.images, device="cpu")
+    assert got.dtype == np.float32
+    assert (got.argmax(1)[tied] == winner).all()
+    assert (got.argmax(1) == hard_vote(probs, manifest.weights).argmax(1)).all()
+
+
+def test_onnx_images_per_s_times_a_tiny_model(tiny_data: Path) -> None:
+    need("onnxruntime", "onnx")
+    need("onnxscript", "onnx")
+    from maskopt.data.layout import require_eval
+    from maskopt.studies.onnx_bundle import onnx_images_per_s
+    from maskopt.trainer.config import TrainConfig
+
+    cfg = TrainConfig(backbone="test_resnet", image_size=SIZE, pretrained=False)
+    images = require_eval(tiny_data).images(SIZE)[:16]
+    ips = onnx_images_per_s(cfg, images, True, threads=1)  # TTA: the larger graph
+    assert np.isfinite(ips) and ips > 0
+
+
+def test_an_ensemble_the_exporter_cannot_take_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    need("onnxruntime", "onnx")
+    need("onnxscript", "onnx")
+    import torch
+
+    from maskopt.studies.onnx_bundle import OnnxExportError, check_exportable
+    from maskopt.trainer.config import TrainConfig
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no ONNX op for aten::made_up\nmore details")
+
+    monkeypatch.setattr(torch.onnx, "export", refuse)
+    cfgs = [TrainConfig(backbone="test_resnet", image_size=s) for s in (SIZE, OTHER_SIZE)]
+    with pytest.raises(OnnxExportError) as err:
+        check_exportable(cfgs, [0.5, 0.5], vote="hard", tta=True)
+    assert str(err.value) == (
+        "cannot export the chosen members' models (test_resnet) to ONNX: "
+        "RuntimeError: no ONNX op for aten::made_up"
     )
