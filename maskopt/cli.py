@@ -105,7 +105,7 @@ ArtifactsOpt = Annotated[
     str | None,  # not a Path: Path() would eat the // of s3://
     typer.Option(
         "--artifacts",
-        help="Artifact folder or s3://bucket[/prefix] (default: beside the SQLite file; "
+        help="Artifact folder or s3://bucket\\[/prefix] (default: beside the SQLite file; "
         "required with a server URL).",
     ),
 ]
@@ -187,7 +187,7 @@ def best(
         typer.Option(
             "--onnx",
             help="Also write model.onnx: the whole ensemble as one ONNX graph "
-            "(predict --runtime onnx; needs maskopt[onnx]).",
+            "(predict --runtime onnx; needs the onnx extra).",
         ),
     ] = False,
     data: DataOpt = DEFAULT_DATA,
@@ -777,7 +777,7 @@ def predict(
         typer.Option(
             "--runtime",
             help="torch, or onnx: a bundle's model.onnx in onnxruntime on the CPU "
-            "(maskopt best --export --onnx; needs maskopt[onnx]).",
+            "(maskopt best --export --onnx; needs the onnx extra).",
         ),
     ] = "torch",
 ) -> None:

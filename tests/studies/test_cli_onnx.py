@@ -176,3 +176,10 @@ def test_an_ensemble_the_exporter_refuses_stops_before_retraining(
     assert error.startswith("error: cannot export the chosen members' models (")
     assert error.endswith(") to ONNX: RuntimeError: no ONNX op for aten::made_up")
     assert "Traceback" not in res.output and not out.exists()
+
+
+def test_help_shows_the_options() -> None:
+    for command, option in (("best", "--onnx"), ("predict", "--runtime")):
+        res = runner.invoke(app, [command, "--help"])
+        assert res.exit_code == 0, res.output  # rich markup in a help text would raise here
+        assert option in res.output
