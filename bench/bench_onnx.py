@@ -77,20 +77,16 @@ def legacy_export(folder: Path, manifest, out: Path) -> None:
 def measure(folder: Path, manifest, images, args, bf16: bool, tta: bool) -> list[tuple]:
     """Alternate the runtimes on the same images; one row per runtime."""
     import numpy as np
-    import onnxruntime as ort
 
     from maskopt.studies.bundle import predict_images
-    from maskopt.studies.onnx_bundle import predict_onnx
+    from maskopt.studies.onnx_bundle import onnx_session, predict_onnx
     from maskopt.trainer.checkpoint import load_model
 
     def images_for(size: int) -> np.ndarray:
         return images
 
     def session(name: str):
-        options = ort.SessionOptions()
-        if args.threads:
-            options.intra_op_num_threads = args.threads
-        return ort.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"])
+        return onnx_session(folder / name, threads=args.threads)
 
     def torch_side(fp32: bool):
         def run():

@@ -108,7 +108,7 @@ ArtifactsOpt = Annotated[
     str | None,  # not a Path: Path() would eat the // of s3://
     typer.Option(
         "--artifacts",
-        help="Artifact folder or s3://bucket[/prefix] (default: beside the SQLite file; "
+        help="Artifact folder or s3://bucket\\[/prefix] (default: beside the SQLite file; "
         "required with a server URL).",
     ),
 ]
@@ -187,7 +187,11 @@ def best(
     ] = False,
     onnx: Annotated[
         bool,
-        typer.Option("--onnx", help="Also write model.onnx: the whole ensemble as one graph."),
+        typer.Option(
+            "--onnx",
+            help="Also write model.onnx: the whole ensemble as one ONNX graph "
+            "(predict --runtime onnx; needs the onnx extra).",
+        ),
     ] = False,
     data: Annotated[
         Path | None,
@@ -334,6 +338,8 @@ def _print_export(console, rep) -> None:
     )
     if rep.plots is not None:
         console.print(f"plots: {rep.out / 'plots.html'}")
+    if onnx:
+        console.print(f"onnx: {rep.out / 'model.onnx'}  (maskopt predict {rep.out} --runtime onnx)")
     if rep.submission is not None:
         console.print(f"submission: {rep.submission}")
     if m.heldout is not None:
@@ -714,14 +720,31 @@ def _eval_data(source: Path, data: Path | None) -> Path:
 
 
 def _predict_rows(
-    source: Path, images: list[Path], crop: str, device: str, tta: bool, eval_data: Path | None
+    source: Path,
+    images: list[Path],
+    crop: str,
+    device: str,
+    tta: bool,
+    eval_data: Path | None,
+    runtime: str = "torch",
 ) -> tuple[list[dict], Interval | None]:
     """Prediction rows for IMAGES (or <data>/eval) from a checkpoint or a bundle folder,
     and the held-out macro F1 with its interval when eval/solution.csv is there."""
     from maskopt.errors import ConfigError
-    from maskopt.studies.bundle import Prediction, is_bundle, predict_eval, predict_files
+    from maskopt.studies.bundle import (
+        Prediction,
+        check_runtime,
+        is_bundle,
+        predict_eval,
+        predict_files,
+    )
     from maskopt.trainer.predict import prediction_rows
 
+    if check_runtime(runtime) != "torch" and not source.is_dir():
+        raise ConfigError(
+            f"--runtime {runtime} runs a bundle folder (maskopt best --export --onnx), "
+            f"but {source} is a checkpoint file: drop --runtime or give a bundle."
+        )
     if source.is_dir():
         if not is_bundle(source):
             raise ConfigError(
@@ -729,9 +752,9 @@ def _predict_rows(
                 "give a checkpoint file or a folder written by maskopt best --export."
             )
         pred = (
-            predict_eval(source, eval_data, device=device)
+            predict_eval(source, eval_data, device=device, runtime=runtime)
             if eval_data is not None
-            else predict_files(source, images, device=device)
+            else predict_files(source, images, device=device, runtime=runtime)
         )
     elif eval_data is not None:
         from maskopt.trainer.predict import predict_eval as predict_eval_checkpoint
@@ -787,6 +810,14 @@ def predict(
             "--tta", help="Average with the mirrored image (a bundle uses its own setting)."
         ),
     ] = False,
+    runtime: Annotated[
+        str,
+        typer.Option(
+            "--runtime",
+            help="torch, or onnx: a bundle's model.onnx in onnxruntime on the CPU "
+            "(maskopt best --export --onnx; needs the onnx extra).",
+        ),
+    ] = "torch",
 ) -> None:
     """Predict mask / gender / age classes of new photos (any size) with a checkpoint or a bundle."""
     import csv
@@ -801,7 +832,9 @@ def predict(
     if eval_ == bool(images):
         raise ConfigError("give IMAGES... or --eval (with --data DIR), not both and not neither.")
     eval_data = _eval_data(checkpoint, data) if eval_ else None
-    rows, heldout = _predict_rows(checkpoint, list(images or []), crop, device, tta, eval_data)
+    rows, heldout = _predict_rows(
+        checkpoint, list(images or []), crop, device, tta, eval_data, runtime
+    )
     cols = ("image", "class", "mask", "gender", "age", "probability")
     if out is not None:
         buf = io.StringIO()

@@ -31,12 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from maskopt.errors import DataError
+from maskopt.errors import ConfigError, DataError
 from maskopt.studies.ensemble import apply_temperature, check_vote, combine
 from maskopt.trainer.metrics import Interval, bootstrap_f1
 
 MANIFEST = "manifest.json"
 FORMAT = 2  # bump when the manifest changes in a way old readers cannot follow
+RUNTIMES = ("torch", "onnx")  # onnx: the bundle's model.onnx in onnxruntime (onnx_bundle.py)
 
 
 @dataclass(frozen=True)
@@ -257,6 +258,18 @@ def write_eval(folder: Path, manifest: Manifest, ev: Any, *, device: str) -> Eva
 ImagesFor = Callable[[int], np.ndarray]  # image_size -> (N, H, W, 3) uint8
 
 
+def check_runtime(runtime: str, folder: Path | None = None) -> str:
+    """`runtime`, or a one-line error; for onnx with a bundle `folder`, also that onnxruntime
+    and folder/model.onnx are there, so a missing one fails before any image is read."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, but got {runtime=}.")
+    if runtime == "onnx" and folder is not None:
+        from maskopt.studies.onnx_bundle import require_onnx_model
+
+        require_onnx_model(folder)
+    return runtime
+
+
 def member_probs(
     folder: Path, member: Member, images: np.ndarray, *, tta: bool, device: str = "cpu"
 ) -> np.ndarray:
@@ -277,11 +290,21 @@ def member_probs(
 
 
 def predict_images(
-    folder: Path, images_for: ImagesFor, *, device: str = "cpu", manifest: Manifest | None = None
+    folder: Path,
+    images_for: ImagesFor,
+    *,
+    device: str = "cpu",
+    manifest: Manifest | None = None,
+    runtime: str = "torch",
 ) -> np.ndarray:
-    """The bundle's combined probabilities, (N, 18); `images_for(size)` gives the images."""
+    """The bundle's combined probabilities, (N, 18) float32; `images_for(size)` gives the
+    images. runtime "onnx": the same numbers from model.onnx in onnxruntime (CPU)."""
     manifest = manifest or read_manifest(folder)
     check_vote(manifest.vote)
+    if check_runtime(runtime, folder) == "onnx":
+        from maskopt.studies.onnx_bundle import predict_onnx
+
+        return predict_onnx(folder, images_for, manifest=manifest)
     probs = [
         member_probs(
             folder, m, images_for(int(m.config["image_size"])), tta=manifest.tta, device=device
@@ -305,14 +328,20 @@ def images_from_paths(paths: Sequence[Path], crop: str) -> ImagesFor:
     return images_for
 
 
-def predict_paths(folder: Path, paths: Sequence[Path], *, device: str = "cpu") -> np.ndarray:
+def predict_paths(
+    folder: Path, paths: Sequence[Path], *, device: str = "cpu", runtime: str = "torch"
+) -> np.ndarray:
     """The bundle's combined probabilities for image files, (N, 18) float32."""
     manifest = read_manifest(folder)
     missing = [str(p) for p in paths if not Path(p).is_file()]
     if missing:
         raise DataError("some images do not exist", missing)
     return predict_images(
-        folder, images_from_paths(paths, manifest.crop), device=device, manifest=manifest
+        folder,
+        images_from_paths(paths, manifest.crop),
+        device=device,
+        manifest=manifest,
+        runtime=runtime,
     )
 
 
@@ -338,23 +367,32 @@ class Prediction:
         return None if self.heldout is None else self.heldout.value
 
 
-def predict_files(folder: Path, images: Sequence[Path], *, device: str = "auto") -> Prediction:
+def predict_files(
+    folder: Path, images: Sequence[Path], *, device: str = "auto", runtime: str = "torch"
+) -> Prediction:
     """The bundle on image files or folders of images (any size: the bundle's crop and resize)."""
     from maskopt.trainer.predict import expand_images
 
     paths = expand_images(list(images))
-    return Prediction([str(p) for p in paths], predict_paths(folder, paths, device=device))
+    probs = predict_paths(folder, paths, device=device, runtime=runtime)
+    return Prediction([str(p) for p in paths], probs)
 
 
 def predict_eval(
-    folder: Path, data_dir: Path, *, device: str = "auto", cache_dir: Path | None = None
+    folder: Path,
+    data_dir: Path,
+    *,
+    device: str = "auto",
+    cache_dir: Path | None = None,
+    runtime: str = "torch",
 ) -> Prediction:
     """The bundle on `<data_dir>/eval` (info.csv order), with solution.csv's classes when there."""
     from maskopt.data.layout import require_eval
 
     manifest = read_manifest(folder)
+    check_runtime(runtime, folder)  # before the eval set is read
     ev = require_eval(data_dir, crop=manifest.crop, cache_dir=cache_dir)
-    probs = predict_images(folder, ev.images, device=device, manifest=manifest)
+    probs = predict_images(folder, ev.images, device=device, manifest=manifest, runtime=runtime)
     return Prediction(list(ev.image_ids), probs, ev.solution, ev.groups)
 
 

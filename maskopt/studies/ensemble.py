@@ -53,8 +53,12 @@ from maskopt.trainer.metrics import Gain, bootstrap_gain
 
 VOTES = ("soft", "hard")
 # Hard votes tie often (two members, two classes); the soft average breaks the tie,
-# scaled so it can never outvote a single whole vote.
-_TIE_BREAK = 1e-6
+# scaled so it can never outvote a single whole vote: with weights counts / T, vote shares
+# differ by at least 1/T and the tie-break by less than _TIE_BREAK (soft averages lie in
+# [0, 1]), so any T <= 1000 votes is safe (greedy selection makes at most `rounds`). Large
+# enough to survive float32 (bundle predictions, model.onnx): near a tied share <= 0.5 the
+# float32 step is 6e-8, so ties whose soft averages differ by more than 6e-5 keep their winner.
+_TIE_BREAK = 1e-3
 
 Score = Callable[[np.ndarray, np.ndarray], float]
 Weights = Sequence[float] | np.ndarray | None
@@ -121,8 +125,7 @@ def hard_vote(probs: Sequence[np.ndarray], weights: Weights = None) -> np.ndarra
     """Weighted share of the members' votes (each votes for its argmax), (N, C) float64.
 
     Rows sum to 1. Ties between classes with equal vote share go to the class with
-    the higher soft-voted probability (float64: in float32 that tiny tie-breaker
-    would be rounded away).
+    the higher soft-voted probability (see _TIE_BREAK for why that survives float32).
     """
     w = _check(probs, weights)
     shares = np.zeros(np.shape(probs[0]), dtype=np.float64)

@@ -200,6 +200,10 @@ def export_best(
                 "TTA is used anyway."
             )
 
+        if onnx and retrain:  # an exporter failure must not come after hours of retraining
+            from maskopt.studies.onnx_bundle import check_exportable
+
+            check_exportable([c.config for c in chosen], choice.weights, vote=vote, tta=tta)
         # 4. the members' models
         if retrain:
             notes += [note for c in chosen if (note := retrain_.epoch_cap_note(c))]

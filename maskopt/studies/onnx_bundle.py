@@ -15,13 +15,21 @@ The graph is made by torch's dynamo exporter (torch.onnx.export(dynamo=True): th
 one; the TorchScript exporter is deprecated) with a dynamic batch axis. The metadata also
 holds a key of the manifest it was made from, so a model.onnx left beside another ensemble
 is refused instead of silently disagreeing with the bundle.
+
+`maskopt best --export --onnx` writes it (after `check_exportable` on randomly initialised
+models of the chosen configs, before any retraining); `maskopt predict BUNDLE --runtime onnx`
+runs it (`bundle.predict_images(..., runtime="onnx")`); `onnx_images_per_s` times it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 import os
+import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,10 +37,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from maskopt.errors import ConfigError, DataError, MaskoptError
-from maskopt.studies.bundle import ImagesFor, Manifest, read_manifest
+from maskopt.studies.bundle import ImagesFor, Manifest, Member, read_manifest
 
 if TYPE_CHECKING:
     import torch
+
+    from maskopt.trainer.config import TrainConfig
 
 ONNX_FILE = "model.onnx"
 EXTRA = "pip install maskopt[onnx]"
@@ -65,14 +75,15 @@ def check_onnx(*, export: bool = False) -> None:
 
 
 def graph_key(manifest: Manifest) -> str:
-    """A hash of what the graph computes: vote, TTA, crop and each member's weight, size and
-    checkpoints. The same manifest gives the same key (reports and scores do not count)."""
+    """A hash of what the graph computes: vote, TTA, crop and each member's weight, size,
+    checkpoints and temperature. The same manifest gives the same key (reports and scores do not count)."""
     what = {
         "vote": manifest.vote,
         "tta": manifest.tta,
         "crop": manifest.crop,
         "members": [
             [m.trial, m.weight, int(m.config["image_size"]), list(m.checkpoints)]
+            + ([m.temperature] if m.temperature != 1.0 else [])  # older keys stay as they were
             for m in manifest.members
         ],
     }
@@ -106,6 +117,7 @@ def _build_ensemble_class():
             vote: str,
             mean: torch.Tensor,
             std: torch.Tensor,
+            temperatures: Sequence[float] | None = None,
         ) -> None:
             super().__init__()
             self.norm_mean: torch.Tensor
@@ -116,6 +128,8 @@ def _build_ensemble_class():
             self.member_input = list(member_input)
             self.tta = tta
             self.vote = vote
+            # bundle.member_probs: each member's mean tempered (ensemble.apply_temperature)
+            self.temperatures = [float(t) for t in temperatures or [1.0] * len(members)]
             self.register_buffer("norm_mean", mean)
             self.register_buffer("norm_std", std)
             # float64 tensors, not Python floats: the exporter would store those as float32
@@ -147,7 +161,12 @@ def _build_ensemble_class():
                         p = model(x).float().exp()
                     total = p.double() if total is None else total + p.double()
                 assert total is not None
-                probs.append((total / len(models)).float())
+                p = (total / len(models)).float()
+                t = self.temperatures[len(probs)]
+                if t != 1.0:  # softmax(log p / t), log p floored at 1e-12 as ensemble._log
+                    z = p.clamp_min(1e-12).log()
+                    p = torch.softmax((z - z.amax(dim=1, keepdim=True)) / t, dim=1)
+                probs.append(p)
             soft: torch.Tensor | None = None  # ensemble.soft_vote: float64 sum, then float32
             for i in self.voters:
                 part = self.weights[i] * probs[i].double()
@@ -193,6 +212,7 @@ def ensemble_module(folder: Path, manifest: Manifest) -> torch.nn.Module:
         vote=manifest.vote,
         mean=mean,
         std=std,
+        temperatures=[m.temperature for m in manifest.members],
     )
     return graph.eval()
 
@@ -203,6 +223,13 @@ def export_onnx(folder: Path, *, manifest: Manifest | None = None, out: Path | N
     `manifest` lets an export that is still building the bundle write the graph before
     manifest.json exists. OnnxExportError, in one line, when the exporter fails.
     """
+    folder = Path(folder)
+    manifest = manifest or read_manifest(folder)
+    return _export(folder, manifest, Path(out) if out is not None else folder / ONNX_FILE)
+
+
+def _export(folder: Path, manifest: Manifest, out: Path, what: str | None = None) -> Path:
+    """export_onnx; `what` names the ensemble in an error (default: the bundle folder)."""
     check_onnx(export=True)
     import warnings
 
@@ -211,9 +238,6 @@ def export_onnx(folder: Path, *, manifest: Manifest | None = None, out: Path | N
 
     from maskopt.data.cache import image_shape
 
-    folder = Path(folder)
-    manifest = manifest or read_manifest(folder)
-    out = Path(out) if out is not None else folder / ONNX_FILE
     sizes = input_sizes(manifest)
     graph = ensemble_module(folder, manifest)
     examples = tuple(
@@ -236,7 +260,8 @@ def export_onnx(folder: Path, *, manifest: Manifest | None = None, out: Path | N
     except Exception as err:
         backbones = ", ".join(sorted({str(m.config["backbone"]) for m in manifest.members}))
         raise OnnxExportError(
-            f"cannot export bundle {folder} ({backbones}) to ONNX: {_export_failure(err)}"
+            f"cannot export {what or f'bundle {folder}'} ({backbones}) to ONNX: "
+            f"{_export_failure(err)}"
         ) from None
     assert program is not None
     proto = program.model_proto
@@ -265,17 +290,31 @@ def _export_failure(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
 
 
-def onnx_session(path: Path) -> Any:
-    """An onnxruntime CPU session on `path`; ConfigError naming the extra without onnxruntime."""
+def require_onnx_model(folder: Path) -> Path:
+    """folder/model.onnx, once onnxruntime and the file are there; else one line saying which
+    is missing (ConfigError naming the extra, DataError naming the export command)."""
+    check_onnx()
+    path = Path(folder) / ONNX_FILE
+    if not path.is_file():
+        raise DataError(
+            f"bundle {folder} has no {ONNX_FILE}: export it with `maskopt best --export --onnx`."
+        )
+    return path
+
+
+def onnx_session(path: Path, *, threads: int | None = None) -> Any:
+    """An onnxruntime CPU session on the graph at `path` (`threads`: intra-op threads, default
+    onnxruntime's); ConfigError naming the extra without onnxruntime."""
     check_onnx()
     import onnxruntime as ort
 
     path = Path(path)
     if not path.is_file():
-        raise DataError(
-            f"{path} does not exist: export the bundle with ONNX first (maskopt best --export --onnx)."
-        )
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        raise DataError(f"{path} does not exist: export it with `maskopt best --export --onnx`.")
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def predict_onnx(
@@ -295,7 +334,7 @@ def predict_onnx(
 
     folder = Path(folder)
     manifest = manifest or read_manifest(folder)
-    session = session or onnx_session(folder / ONNX_FILE)
+    session = session or onnx_session(require_onnx_model(folder))
     meta = session.get_modelmeta().custom_metadata_map
     if meta.get(META + "graph_key") != graph_key(manifest):
         raise DataError(
@@ -323,3 +362,58 @@ def predict_onnx(
         }
         out[start : start + batch_size] = session.run([OUTPUT], feed)[0]
     return out
+
+
+def _random_bundle(
+    folder: Path, configs: Sequence[TrainConfig], weights: Sequence[float], *, vote: str, tta: bool
+) -> Manifest:
+    """Checkpoints of randomly initialised models of `configs` in `folder` (one per member) and
+    the manifest that would hold them (not written): the graph's ops and speed do not depend
+    on the weights, so they stand in for trained models."""
+    from maskopt.trainer.checkpoint import save_checkpoint
+    from maskopt.trainer.config import config_to_dict
+    from maskopt.trainer.models import create_model
+
+    members = []
+    for i, (cfg, weight) in enumerate(zip(configs, weights, strict=True)):
+        cfg = dataclasses.replace(cfg, pretrained=False, weights=None)  # nothing downloaded
+        ck = f"models/random-{i}.pt"
+        save_checkpoint(Path(folder) / ck, create_model(cfg).state_dict(), cfg)
+        members.append(Member(i, float(weight), config_to_dict(cfg), (ck,), 0.0, False, 1))
+    return Manifest("random", vote, tta, "center", tuple(members), 0.0, "random")
+
+
+def check_exportable(
+    configs: Sequence[TrainConfig], weights: Sequence[float], *, vote: str, tta: bool
+) -> None:
+    """OnnxExportError, in one line, unless an ensemble of models of `configs` (these weights,
+    vote and TTA) exports to ONNX: the export checks this before hours of retraining."""
+    check_onnx(export=True)
+    with tempfile.TemporaryDirectory(prefix="maskopt-onnx-check-") as tmp:
+        manifest = _random_bundle(Path(tmp), configs, weights, vote=vote, tta=tta)
+        _export(Path(tmp), manifest, Path(tmp) / ONNX_FILE, "the chosen members' models")
+
+
+def onnx_images_per_s(
+    cfg: TrainConfig, images: np.ndarray, tta: bool, threads: int | None = None
+) -> float:
+    """Inference throughput of one model of this config through ONNX in onnxruntime on the CPU
+    (as `export._images_per_s` times PyTorch): a randomly initialised model exported to a
+    temporary model.onnx, one warm-up call, the fastest of three."""
+    with tempfile.TemporaryDirectory(prefix="maskopt-onnx-speed-") as tmp:
+        folder = Path(tmp)
+        manifest = _random_bundle(folder, [cfg], [1.0], vote="soft", tta=tta)
+        _export(folder, manifest, folder / ONNX_FILE, "a model")
+        session = onnx_session(folder / ONNX_FILE, threads=threads)  # loaded: the file may go
+    images = np.asarray(images)
+
+    def run(x: np.ndarray) -> None:
+        predict_onnx(folder, lambda _size: x, manifest=manifest, session=session)
+
+    run(images[:8])  # warm-up (onnxruntime plans and allocates on the first run)
+    best = math.inf
+    for _ in range(3):  # the fastest of three: other processes only ever slow a run down
+        start = time.perf_counter()
+        run(images)
+        best = min(best, time.perf_counter() - start)
+    return len(images) / max(best, 1e-9)

@@ -58,19 +58,21 @@ def checkpoints(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> di
 def exported_bundle(
     folder: Path, checkpoints: dict, members: list, *, vote: str, tta: bool
 ) -> Path:
-    """A bundle of `members` ([(trial, weight, [checkpoint names])], a member's checkpoints
-    sharing the first one's config) in `folder`, with its model.onnx."""
+    """A bundle of `members` ([(trial, weight, [checkpoint names], temperature)], a member's
+    checkpoints sharing the first one's config) in `folder`, with its model.onnx."""
     need("onnxruntime", "onnx")
     need("onnxscript", "onnx")
     from maskopt.studies.onnx_bundle import export_onnx
 
     (folder / "models").mkdir(parents=True)
     entries = []
-    for trial, weight, names in members:
+    for trial, weight, names, temperature in members:
         for name in names:
             shutil.copy(checkpoints[name][1], folder / "models" / f"{name}.pt")
         paths = tuple(f"models/{name}.pt" for name in names)
-        entries.append(Member(trial, weight, checkpoints[names[0]][0], paths, 0.5, False, 1))
+        entries.append(
+            Member(trial, weight, checkpoints[names[0]][0], paths, 0.5, False, 1, temperature)
+        )
     write_manifest(folder, Manifest("s", vote, tta, "center", tuple(entries), 0.5, "fingerprint"))
     assert export_onnx(folder) == folder / "model.onnx"
     return folder
@@ -78,7 +80,8 @@ def exported_bundle(
 
 @pytest.fixture(scope="module")
 def soft_bundle(checkpoints: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    members = [(3, 2 / 3, ["resnet_a", "resnet_b"]), (7, 1 / 3, ["convnext_multi"])]
+    # the members' temperatures (ensemble.choose_ensemble) go into the graph too
+    members = [(3, 2 / 3, ["resnet_a", "resnet_b"], 1.7), (7, 1 / 3, ["convnext_multi"], 0.6)]
     folder = tmp_path_factory.mktemp("soft") / "bundle"
     return exported_bundle(folder, checkpoints, members, vote="soft", tta=True)
 
@@ -86,7 +89,7 @@ def soft_bundle(checkpoints: dict, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture(scope="module")
 def hard_bundle(checkpoints: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     # equal weights: wherever the two disagree their votes tie, and the tie-break decides
-    members = [(1, 0.5, ["resnet_a"]), (5, 0.5, ["resnet_other_size"])]
+    members = [(1, 0.5, ["resnet_a"], 1.0), (5, 0.5, ["resnet_other_size"], 1.0)]
     folder = tmp_path_factory.mktemp("hard") / "bundle"
     return exported_bundle(folder, checkpoints, members, vote="hard", tta=False)
 
@@ -152,7 +155,7 @@ def test_a_model_onnx_from_another_ensemble_is_refused(
         predict_onnx(copy, require_eval(tiny_data).images)
     assert "\n" not in str(err.value)
     (copy / "model.onnx").unlink()
-    with pytest.raises(DataError, match="model.onnx does not exist"):
+    with pytest.raises(DataError, match="has no model.onnx: export it with `maskopt best"):
         predict_onnx(copy, require_eval(tiny_data).images)
 
 
@@ -184,4 +187,67 @@ def test_missing_onnx_packages_are_one_line_naming_the_extra(
     assert str(err.value) == (
         "ONNX export needs onnxruntime, onnxscript, which are not installed: "
         "pip install maskopt[onnx]"
+    )
+
+
+def test_a_hard_vote_tie_decided_by_the_soft_average_survives_predict_images(
+    hard_bundle: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from maskopt.data.layout import require_eval
+    from maskopt.studies.bundle import member_probs
+    from maskopt.studies.ensemble import hard_vote, soft_vote
+
+    monkeypatch.setenv("MASKOPT_CPU_BF16", "0")
+    manifest = read_manifest(hard_bundle)
+    ev = require_eval(tiny_data)
+    probs = [
+        member_probs(hard_bundle, m, ev.images(int(m.config["image_size"])), tta=False)
+        for m in manifest.members
+    ]
+    a, b = (p.argmax(1) for p in probs)
+    tied = np.flatnonzero(a != b)  # two members of equal weight: one vote each
+    soft = soft_vote(probs, manifest.weights)
+    winner = np.where(soft[tied, a[tied]] > soft[tied, b[tied]], a[tied], b[tied])
+    # where the soft winner is the higher class, a tie-break lost to float32 rounding would
+    # hand the row to the lower one (argmax takes the first of equal values)
+    assert (winner > np.minimum(a[tied], b[tied])).any()
+    got = predict_images(hard_bundle, ev.images, device="cpu")
+    assert got.dtype == np.float32
+    assert (got.argmax(1)[tied] == winner).all()
+    assert (got.argmax(1) == hard_vote(probs, manifest.weights).argmax(1)).all()
+
+
+def test_onnx_images_per_s_times_a_tiny_model(tiny_data: Path) -> None:
+    need("onnxruntime", "onnx")
+    need("onnxscript", "onnx")
+    from maskopt.data.layout import require_eval
+    from maskopt.studies.onnx_bundle import onnx_images_per_s
+    from maskopt.trainer.config import TrainConfig
+
+    cfg = TrainConfig(backbone="test_resnet", image_size=SIZE, pretrained=False)
+    images = require_eval(tiny_data).images(SIZE)[:16]
+    ips = onnx_images_per_s(cfg, images, True, threads=1)  # TTA: the larger graph
+    assert np.isfinite(ips) and ips > 0
+
+
+def test_an_ensemble_the_exporter_cannot_take_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    need("onnxruntime", "onnx")
+    need("onnxscript", "onnx")
+    import torch
+
+    from maskopt.studies.onnx_bundle import OnnxExportError, check_exportable
+    from maskopt.trainer.config import TrainConfig
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no ONNX op for aten::made_up\nmore details")
+
+    monkeypatch.setattr(torch.onnx, "export", refuse)
+    cfgs = [TrainConfig(backbone="test_resnet", image_size=s) for s in (SIZE, OTHER_SIZE)]
+    with pytest.raises(OnnxExportError) as err:
+        check_exportable(cfgs, [0.5, 0.5], vote="hard", tta=True)
+    assert str(err.value) == (
+        "cannot export the chosen members' models (test_resnet) to ONNX: "
+        "RuntimeError: no ONNX op for aten::made_up"
     )
