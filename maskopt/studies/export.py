@@ -155,6 +155,10 @@ def export_best(
             vote=vote,
         )
 
+        if onnx and retrain:  # an exporter failure must not come after hours of retraining
+            from maskopt.studies.onnx_bundle import check_exportable
+
+            check_exportable([c.config for c in chosen], choice.weights, vote=vote, tta=tta)
         # 3. TTA on OOF (needs the fold models) and the trade-off table
         folds = cands_.study_folds(study, data)
         fold_cks: dict[int, list[Path]] = {}
@@ -200,10 +204,6 @@ def export_best(
                 "TTA is used anyway."
             )
 
-        if onnx and retrain:  # an exporter failure must not come after hours of retraining
-            from maskopt.studies.onnx_bundle import check_exportable
-
-            check_exportable([c.config for c in chosen], choice.weights, vote=vote, tta=tta)
         # 4. the members' models
         if retrain:
             notes += [note for c in chosen if (note := retrain_.epoch_cap_note(c))]
