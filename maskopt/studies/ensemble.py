@@ -651,12 +651,12 @@ def _decision(
     if len(members) < 2 and steps[0].accepted:  # the cross-fit said yes, greedy on all: no
         return (
             f"{single}: a second member gains {gain} out of sample, P(gain > 0) = "
-            f"{gain.p_positive:.2f}, but on all the OOF predictions greedy selection adds none."
+            f"{gain.p_positive:.3f}, but on all the OOF predictions greedy selection adds none."
         )
     if len(members) < 2:
         return (
             f"{single}: adding a second member gains {gain} out of sample, "
-            f"P(gain > 0) = {gain.p_positive:.2f} (needs > 0 with P >= {confidence:.2f}; "
+            f"P(gain > 0) = {gain.p_positive:.3f} (needs > 0 with P >= {confidence:.2f}; "
             f"in sample it looked like {in_gain:+.4f})."
         )
     picks = ", ".join(f"{names[i]} x{weights[i]:.2f}" for i in members)

@@ -127,7 +127,7 @@ def test_useless_members_leave_the_best_single_and_the_decision_says_why(case, v
     assert c.gain is not None and not (c.gain.diff.value > 0 and c.gain.p_positive >= 0.9)
     assert c.decision.startswith(f"best single {names(len(probs))[c.best]} exported")
     assert str(c.gain) in c.decision
-    assert f"P(gain > 0) = {c.gain.p_positive:.2f}" in c.decision
+    assert f"P(gain > 0) = {c.gain.p_positive:.3f}" in c.decision
     assert len(c.steps) == 1 and not c.steps[0].accepted
 
 
