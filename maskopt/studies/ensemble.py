@@ -52,6 +52,7 @@ from maskopt.errors import ConfigError
 from maskopt.trainer.metrics import Gain, bootstrap_gain
 
 VOTES = ("soft", "hard")
+METHODS = ("greedy", "uniform")  # how choose_ensemble weights members (see its docstring)
 # Hard votes tie often (two members, two classes); the soft average breaks the tie,
 # scaled so it can never outvote a single whole vote: with weights counts / T, vote shares
 # differ by at least 1/T and the tie-break by less than _TIE_BREAK (soft averages lie in
@@ -314,7 +315,8 @@ class Choice:
     # the size `gain` is about: the kept size, or 2 when the best single is exported
     in_sample_gain: float
     gain: Gain | None  # that size's gain out of sample (None: no second eligible candidate)
-    steps: tuple[Step, ...]  # the member-by-member tests, in order
+    steps: tuple[Step, ...]  # the member-by-member tests of `method`, in order
+    method: str  # how the weights were chosen: "greedy", "uniform" (k best, equal) or "single"
     decision: str  # one line for the user
     left_out: tuple[int, ...]  # candidates with another training target than the best
     target_note: str
@@ -338,6 +340,7 @@ class Choice:
             "in_sample_gain": self.in_sample_gain,
             "gain": None if self.gain is None else _gain_dict(self.gain),
             "steps": [s.as_dict() for s in self.steps],
+            "method": self.method,
             "decision": self.decision,
             "left_out": list(self.left_out),
             "target_note": self.target_note,
@@ -381,7 +384,7 @@ class _CrossFit:
     # per (repeat, fitting half): the best single chosen on that half, its temperatures
     bests: dict[tuple[int, int], int] = field(default_factory=dict)
     temps: dict[tuple[int, int], list[float]] = field(default_factory=dict)
-    preds: dict[tuple[int | None, bool], np.ndarray] = field(default_factory=dict)
+    preds: dict[tuple[int | None, bool, str], np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.logs = [_log(p) for p in self.probs]
@@ -400,15 +403,32 @@ class _CrossFit:
         return int(np.argmax(scores))
 
     def select(
-        self, rows: np.ndarray, best: int, cap: int | None, temps: list[float] | None
-    ) -> tuple[np.ndarray, Selection | None]:
-        """Weights over all candidates (0 = not in) and the greedy selection, chosen on
-        `rows` alone among the candidates with the target of `best`; cap 1 = `best` alone."""
+        self,
+        rows: np.ndarray,
+        best: int,
+        cap: int | None,
+        temps: list[float] | None,
+        method: str = "greedy",
+    ) -> tuple[np.ndarray, float]:
+        """Weights over all candidates (0 = not in), chosen on `rows` alone among the
+        candidates with the target of `best`, and their score there; cap 1 = `best` alone.
+        `method` "greedy": greedy selection with at most `cap` distinct members; "uniform":
+        the `cap` best of them on `rows` at equal weight."""
         weights = np.zeros(len(self.probs))
         if cap == 1:
             weights[best] = 1.0
-            return weights, None
+            return weights, float(self.score(self.labels[rows], self.probs[best][rows].argmax(1)))
         eligible = [i for i, t in enumerate(self.targets) if t == self.targets[best]]
+        if method == "uniform":
+            scores = member_scores([self.probs[i][rows] for i in eligible], self.labels[rows])
+            order = sorted(
+                range(len(eligible)), key=lambda j: -scores[j]
+            )  # stable: ties keep order
+            top = [eligible[j] for j in order[: cap or len(eligible)]]
+            weights[top] = 1.0 / len(top)
+            votes = self.votes(top, rows, temps)
+            mixed = combine(votes, weights[top], self.vote).argmax(axis=1)
+            return weights, float(self.score(self.labels[rows], mixed))
         sel = greedy_select(
             self.votes(eligible, rows, temps),
             self.labels[rows],
@@ -418,13 +438,13 @@ class _CrossFit:
             max_members=cap,
         )
         weights[eligible] = sel.weights
-        return weights, sel
+        return weights, sel.score
 
     def fit_temperatures(self, rows: np.ndarray) -> list[float]:
         return [_fit_log_temperature(z[rows], self.labels[rows]) for z in self.logs]
 
-    def predict(self, cap: int | None, tempered: bool) -> np.ndarray:
-        key = (cap, tempered)
+    def predict(self, cap: int | None, tempered: bool, method: str = "greedy") -> np.ndarray:
+        key = (cap, tempered, method)
         if key not in self.preds:
             out = np.zeros((len(self.halves), len(self.labels)), dtype=np.int64)
             for r, (a, b) in enumerate(self.halves):
@@ -434,7 +454,7 @@ class _CrossFit:
                     if tempered and (r, h) not in self.temps:
                         self.temps[(r, h)] = self.fit_temperatures(fit)
                     temps = self.temps[(r, h)] if tempered else None
-                    w, _ = self.select(fit, self.bests[(r, h)], cap, temps)
+                    w, _ = self.select(fit, self.bests[(r, h)], cap, temps, method)
                     on = [int(i) for i in np.flatnonzero(w)]
                     votes = self.votes(on, apply, temps)
                     out[r, apply] = combine(votes, w[on], self.vote).argmax(axis=1)
@@ -507,7 +527,7 @@ def choose_ensemble(
         score=score,
     )
 
-    def gain(new: tuple[int | None, bool], base: tuple[int | None, bool]) -> Gain:
+    def gain(new: tuple[int | None, bool, str], base: tuple[int | None, bool, str]) -> Gain:
         # the repeats pooled: every row once per repeat, a person's rows of every repeat
         # resampled together, F1 from the pooled counts (the project's pooled-OOF habit)
         return bootstrap_gain(
@@ -536,7 +556,7 @@ def choose_ensemble(
     elif len(eligible) < 2:
         temp_note = "temperature scaling not measured: no ensemble to scale."
     else:
-        temp_gain = gain((None, True), (None, False))
+        temp_gain = gain((None, True, "greedy"), (None, False, "greedy"))
         temp_note = (
             f"per-member temperature scaling {'kept' if passes(temp_gain) else 'not kept'}: "
             f"out-of-sample gain of the tempered ensemble {temp_gain}, "
@@ -544,27 +564,35 @@ def choose_ensemble(
         )
     tempered = temp_gain is not None and passes(temp_gain)
 
-    steps: list[Step] = []
-    size = 1
-    while size < len(eligible):
-        g = gain((size + 1, tempered), (size, tempered))
-        steps.append(Step(size + 1, g, passes(g)))
-        if not steps[-1].accepted:
-            break
-        size += 1
+    # Member by member, for each way of weighting: greedy weights, or the k best at
+    # equal weight (which overfits the OOF less); the one that gains more out of sample.
+    grown: dict[str, tuple[int, list[Step], Gain | None]] = {}
+    for method in METHODS:
+        steps: list[Step] = []
+        size = 1
+        while size < len(eligible):
+            g = gain((size + 1, tempered, method), (size, tempered, method))
+            steps.append(Step(size + 1, g, passes(g)))
+            if not steps[-1].accepted:
+                break
+            size += 1
+        total = gain((size, tempered, method), (1, tempered, method)) if size > 2 else None
+        grown[method] = (size, steps, total or (steps[0].gain if steps else None))
+
+    def rank(m: str) -> tuple[bool, float]:  # an ensemble before none, then the larger gain
+        size, _, g = grown[m]
+        return size > 1, g.diff.value if g is not None else 0.0
+
+    method = max(METHODS, key=rank)
+    size, steps, out_gain = grown[method]
 
     temps = cf.fit_temperatures(everyone) if tempered else None
-    weights, sel = cf.select(everyone, best, size, temps)
+    weights, in_f1 = cf.select(everyone, best, size, temps, method)
     members = tuple(int(i) for i in np.flatnonzero(weights))
     kept = len(members) > 1
     tested = max(size, 2)
-    if size > 2:
-        out_gain: Gain | None = gain((size, tempered), (1, tempered))
-    else:
-        out_gain = steps[0].gain if steps else None
-    full = sel if size == tested else cf.select(everyone, best, tested, temps)[1]
-    in_gain = (full.score - best_f1) if full is not None else 0.0
-    in_f1 = sel.score if sel is not None else best_f1
+    full_f1 = in_f1 if size == tested else cf.select(everyone, best, tested, temps, method)[1]
+    in_gain = full_f1 - best_f1 if len(eligible) > 1 else 0.0
     alone = ""
     if len(eligible) < 2:
         alone = (
@@ -574,6 +602,7 @@ def choose_ensemble(
         )
     decision = _decision(
         names=names,
+        method=method,
         best=best,
         best_f1=best_f1,
         weights=weights,
@@ -595,6 +624,7 @@ def choose_ensemble(
         in_sample_gain=float(in_gain),
         gain=out_gain,
         steps=tuple(steps),
+        method=method if kept else "single",
         decision=decision,
         left_out=left_out,
         target_note=target_note,
@@ -633,6 +663,7 @@ def _target_note(
 def _decision(
     *,
     names: list[str],
+    method: str,
     best: int,
     best_f1: float,
     weights: np.ndarray,
@@ -648,7 +679,7 @@ def _decision(
         return f"{single}: {alone}."
     assert gain is not None and steps
     members = np.flatnonzero(weights)
-    if len(members) < 2 and steps[0].accepted:  # the cross-fit said yes, greedy on all: no
+    if len(members) < 2 and steps[0].accepted:  # the cross-fit said yes, all the OOF: no
         return (
             f"{single}: a second member gains {gain} out of sample, P(gain > 0) = "
             f"{gain.p_positive:.3f}, but on all the OOF predictions greedy selection adds none."
@@ -660,6 +691,7 @@ def _decision(
             f"in sample it looked like {in_gain:+.4f})."
         )
     picks = ", ".join(f"{names[i]} x{weights[i]:.2f}" for i in members)
+    how = "greedy weights" if method == "greedy" else f"the {len(members)} best at equal weight"
     stop = steps[-1]
     more = (
         f"; member {stop.size} would add {stop.gain}, P = {stop.gain.p_positive:.2f}"
@@ -667,7 +699,7 @@ def _decision(
         else "; every eligible candidate helps"
     )
     return (
-        f"ensemble of {len(members)} kept ({picks}): out-of-sample gain over the best single "
+        f"ensemble of {len(members)} kept ({picks}; {how}): out-of-sample gain over the best single "
         f"{names[best]} {gain}, P(gain > 0) = {gain.p_positive:.2f} "
         f"(in sample {in_gain:+.4f}){more}."
     )

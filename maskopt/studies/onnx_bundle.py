@@ -148,7 +148,9 @@ def _build_ensemble_class():
                 im.permute(0, 3, 1, 2).float().div(255.0).sub(self.norm_mean).div(self.norm_std)
                 for im in images
             ]
-            probs: list[torch.Tensor] = []  # bundle.member_probs: float64 mean of the checkpoints, then float32
+            probs: list[
+                torch.Tensor
+            ] = []  # bundle.member_probs: float64 mean of the checkpoints, then float32
             for models, k in zip(self.members, self.member_input, strict=True):
                 assert isinstance(models, nn.ModuleList)
                 total: torch.Tensor | None = None
