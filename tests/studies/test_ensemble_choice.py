@@ -275,3 +275,29 @@ def test_groups_must_match_rows() -> None:
     probs, labels, groups = complementary()
     with pytest.raises(ValueError, match="groups has"):
         choose_ensemble(probs, labels, groups[:-1])
+
+
+def test_the_k_best_at_equal_weight_is_a_way_of_weighting() -> None:
+    # three members, each right on its own random half of the rows and confidently wrong
+    # elsewhere: any two together beat one, all three beat two
+    rng = np.random.default_rng(7)
+    people = 300
+    groups = np.repeat(np.arange(people), 7)
+    labels = rng.integers(0, 18, len(groups))
+    probs = []
+    for m in range(4):
+        right = rng.random(len(groups)) < (0.55 if m < 3 else 0.2)
+        guess = np.where(right, labels, rng.integers(0, 18, len(groups)))
+        p = rng.dirichlet(np.ones(18) * 0.5, len(groups)) * 0.4
+        p[np.arange(len(groups)), guess] += 0.6
+        probs.append((p / p.sum(1, keepdims=True)).astype(np.float32))
+    c = choose_ensemble(probs, labels, groups, names=names(4), methods=("uniform",))
+    singles = [macro_f1(labels, p.argmax(1)) for p in probs]
+    assert c.kept and c.method == "uniform"
+    top = sorted(range(4), key=lambda i: -singles[i])[: len(c.members)]
+    assert sorted(c.members) == sorted(top) and len(set(c.weights)) == 1
+    assert "at equal weight" in c.decision and c.gain is not None and c.gain.p_positive >= 0.9
+    both = choose_ensemble(probs, labels, groups, names=names(4))
+    assert both.method in ("greedy", "uniform") and both.kept
+    with pytest.raises(ConfigError, match="methods must be some of greedy, uniform"):
+        choose_ensemble(probs, labels, groups, methods=("median",))
