@@ -1,7 +1,7 @@
 """Does the exported bundle beat the best single trial on held-out data?
 
     .venv/bin/python -m bench.bench_ensemble --seeds 0 1 2 3 4 [--people 120]
-        [--eval-people 900] [--trials 20] [--folds 3] [--space cpu] [--work DIR] [--tag demo]
+        [--eval-people 900] [--trials 20] [--folds 3] [--space cpu] [--work DIR] [--tag T]
 
 For each data seed, a demo-sized job: `maskopt synth` (the seed), `maskopt search` (the
 demo's settings), then three exports of the same study, each retrained on all the data:
@@ -10,7 +10,7 @@ demo's settings), then three exports of the same study, each retrained on all th
 interval over people, and (b) - (a) as a paired person bootstrap (both predict the same
 images). One JSON per seed in --work (a rerun skips the seeds already there; with only a
 seed's JSON removed it reuses that seed's study and its search time, to measure a changed
-export on the same searches), then the BENCHMARKS.md section "ensemble-<tag>" from every
+export on the same searches), then the BENCHMARKS.md section "ensemble" (or "ensemble-<tag>") from every
 seed's JSON found there.
 """
 
@@ -156,7 +156,7 @@ def main() -> None:
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--space", default="cpu")
     p.add_argument("--work", type=Path, default=Path("bench-ensemble"))
-    p.add_argument("--tag", default="demo", help="Section name suffix (a size per section).")
+    p.add_argument("--tag", default="", help="Section name suffix (a size per section).")
     args = p.parse_args()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -171,7 +171,9 @@ def main() -> None:
     from bench._report import write_section
 
     command = "python -m bench.bench_ensemble " + " ".join(sys.argv[1:])
-    write_section(f"ensemble-{args.tag}", section(results, args, command))
+    write_section(
+        "ensemble" + (f"-{args.tag}" if args.tag else ""), section(results, args, command)
+    )
     print(section(results, args, command))
 
 
