@@ -44,7 +44,7 @@ def test_ctrl_c_marks_the_trial_failed_and_the_rerun_resumes(tmp_path):
     storage = create_storage(url, heartbeat=False)
     deadline = time.monotonic() + 60
     running = []
-    while not running and time.monotonic() < deadline:
+    while not running and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
         try:
             study = optuna.load_study(study_name="ctrlc", storage=storage)
@@ -53,7 +53,9 @@ def test_ctrl_c_marks_the_trial_failed_and_the_rerun_resumes(tmp_path):
         running = [
             t for t in study.get_trials() if t.state == TrialState.RUNNING and "pid" in t.user_attrs
         ]
-    assert running, "no trial started"
+    if not running:  # say why: the search's own output
+        proc.kill()
+        pytest.fail(f"no trial started; the search printed: {proc.communicate()[0]}")
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert "interrupted" in out and "Traceback" not in out, out

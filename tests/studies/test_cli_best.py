@@ -78,7 +78,7 @@ def test_export_prints_scores_tradeoff_and_heldout(complementary_study, tmp_path
     assert res.exit_code == 0, res.output
     for text in (
         "exported (in-sample)",
-        "ensemble of 2 kept (trial 0 x0.50, trial 1 x0.50)",
+        "ensemble of 2 kept (trial 0 x0.50, trial 1 x0.50;",
         "per-member temperature scaling kept",
         "out-of-sample gain over the best single trial 0",
         "trade-off",

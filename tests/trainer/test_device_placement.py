@@ -129,25 +129,28 @@ def _assert_on_meta(calls):
 
 
 def test_export_speed_timing_uses_a_model_on_the_device(spy):
-    from maskopt.studies.export import _images_per_s
+    from maskopt.studies.tradeoff import images_per_s
 
-    _images_per_s(tiny_cfg(), np.zeros((4, 40, 32, 3), np.uint8), META, tta=True)
+    images_per_s(tiny_cfg(), np.zeros((4, 40, 32, 3), np.uint8), META, tta=True)
     _assert_on_meta(spy)
 
 
 def test_export_tta_measurement_uses_models_on_the_device(spy, tiny_set, checkpoint):
-    from maskopt.studies.export import Candidate, _tta_oof
+    from maskopt.studies.candidates import Candidate
+    from maskopt.studies.tradeoff import tta_oof
     from maskopt.trainer.folds import create_folds
 
     folds = create_folds(tiny_set.strata(), tiny_set.groups(), 2, 0)
     cand = Candidate(
-        trial=None,  # type: ignore[arg-type]
+        number=0,
+        value=0.0,
         config=tiny_cfg(),
         oof=np.zeros((len(tiny_set), 18), np.float32),
         oof_f1=0.0,
-        fold_models=["a"],
+        fold_models=("a",),
+        fold_best_epoch=(1,),
     )
-    _tta_oof(cand, tiny_set, folds, [checkpoint], META)
+    tta_oof(cand, tiny_set, folds, [checkpoint], META)
     _assert_on_meta(spy)
 
 
