@@ -221,3 +221,20 @@ def test_export_without_a_recorded_data_folder_asks_for_data(
             storage_url=url, study_name=study.study_name, out=tmp_path / "b", progress=False
         )
     assert not (tmp_path / "b").exists()
+
+
+def test_the_export_reads_the_data_the_search_recorded(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from maskopt.errors import DataError
+    from maskopt.studies.export import study_data
+
+    def study(**attrs):
+        return SimpleNamespace(study_name="s", user_attrs=attrs)
+
+    (tmp_path / "d").mkdir()
+    recorded = study(data_dir=str(tmp_path / "d"), skip_bad=True)
+    assert study_data(recorded, None, None) == (tmp_path / "d", True)
+    assert study_data(recorded, tmp_path / "other", False) == (tmp_path / "other", False)
+    with pytest.raises(DataError, match=r"searched on, .*gone.* is not here: pass --data"):
+        study_data(study(data_dir=str(tmp_path / "gone")), None, None)
