@@ -295,13 +295,10 @@ def best(
 
 
 def _interval(d: dict | None) -> str:
-    """An Interval's as_dict() in one line."""
-    if d is None:
-        return "-"
-    return (
-        f"{d['value']:.4f} [95% CI {d['low']:.4f}, {d['high']:.4f}; "
-        f"bootstrap over {d['n_units']} {d['unit']}]"
-    )
+    """A manifest's Interval (its as_dict()) in one line, as Interval prints itself."""
+    from maskopt.trainer.metrics import Interval
+
+    return "-" if d is None else str(Interval(**d))
 
 
 def _print_export(console, rep) -> None:

@@ -161,30 +161,32 @@ def export_best(
             check_exportable([c.config for c in chosen], choice.weights, vote=vote, tta=tta)
         # 3. TTA on OOF (needs the fold models) and the trade-off table
         folds = cands_.study_folds(study, data)
-        fold_cks: dict[int, list[Path]] = {}
-        tta_probs = {}
-        for c in {c.number: c for c in [best, *chosen]}.values():
-            if not c.fold_models or folds is None or len(c.fold_models) != len(folds):
-                continue
-            fold_cks[c.number] = cands_.fold_checkpoints(c, store, work)
-            echo(f"measuring hflip TTA on OOF for trial {c.number}")
-            tta_probs[c.number] = tta_oof(c, data, folds, fold_cks[c.number], dev)
+        involved = list({c.number: c for c in [best, *chosen]}.values())
         lacking = [
             c.number
-            for c in {best.number: best, **{c.number: c for c in chosen}}.values()
-            if c.number not in fold_cks
+            for c in involved
+            if not c.fold_models or folds is None or len(c.fold_models) != len(folds)
         ]
+        if not retrain and any(c.number in lacking for c in chosen):  # before any download
+            raise StudyError(
+                "--no-retrain needs each member's fold models, but trial(s) "
+                + ", ".join(str(c.number) for c in chosen if c.number in lacking)
+                + " have none kept in the artifact store; export with --retrain."
+            )
         if lacking:
             notes.append(
                 f"no kept fold models for trial(s) {', '.join(map(str, lacking))} (they left the "
                 "search's top K): TTA could not be measured for them."
             )
-        if not retrain and any(c.number not in fold_cks for c in chosen):
-            raise StudyError(
-                "--no-retrain needs each member's fold models, but trial(s) "
-                + ", ".join(str(c.number) for c in chosen if c.number not in fold_cks)
-                + " have none kept in the artifact store; export with --retrain."
-            )
+        fold_cks: dict[int, list[Path]] = {}
+        tta_probs = {}
+        for c in involved:
+            if c.number in lacking:
+                continue
+            assert folds is not None
+            fold_cks[c.number] = cands_.fold_checkpoints(c, store, work)
+            echo(f"measuring hflip TTA on OOF for trial {c.number}")
+            tta_probs[c.number] = tta_oof(c, data, folds, fold_cks[c.number], dev)
         per_member = {c.number: 1 if retrain else len(c.fold_models) for c in [best, *chosen]}
         tradeoff = tradeoff_table(
             best,
