@@ -227,10 +227,12 @@ def best(
             "--trial and --config-out go together: give both, e.g. --trial 12 --config-out cfg.json."
         )
     if trial is not None and config_out is not None:
+        from maskopt.outputs import check_file_out
         from maskopt.studies.records import trial_config
         from maskopt.studies.storage import load_study
         from maskopt.trainer.config import save_config
 
+        check_file_out(config_out, "--config-out")
         save_config(trial_config(load_study(storage, study), trial), config_out)
         console.print(
             f"trial {trial}'s config written to {config_out}  (maskopt train --config {config_out})"
@@ -488,6 +490,8 @@ def search(
             f"(storage {s.storage}, artifacts {s.artifacts_dir})"
         )
     console.print(f"TensorBoard: tensorboard --logdir {s.tensorboard_dir}")
+    for n in s.notes:
+        console.print(f"note: {n}")
     for p in s.problems:
         console.print(f"[red]problem: {p}[/red]")
     if s.interrupted:
@@ -641,11 +645,12 @@ def train(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from maskopt.data.layout import read_train
+    from maskopt.outputs import check_out_dir
     from maskopt.trainer.config import load_config
-    from maskopt.trainer.run import CHECKPOINT, METRICS, TENSORBOARD, train_to_dir
+    from maskopt.trainer.run import CHECKPOINT, METRICS, RUN, TENSORBOARD, train_to_dir
 
     cfg = load_config(config)
-    out = out if out is not None else Path("runs") / config.stem
+    out = check_out_dir(out if out is not None else Path("runs") / config.stem, RUN)
     ds = read_train(data, skip_bad=skip_bad, crop=crop, cache_dir=cache)
     console = Console()
     what = "all data" if full else f"fold {fold} of {folds}"
@@ -824,10 +829,12 @@ def predict(
     from rich.table import Table
 
     from maskopt.errors import ConfigError
-    from maskopt.trainer.config import atomic_write_text
+    from maskopt.outputs import atomic_write_text, check_file_out
 
     if eval_ == bool(images):
         raise ConfigError("give IMAGES... or --eval (with --data DIR), not both and not neither.")
+    if out is not None:
+        check_file_out(out)  # before any prediction
     eval_data = _eval_data(checkpoint, data) if eval_ else None
     rows, heldout = _predict_rows(
         checkpoint, list(images or []), crop, device, tta, eval_data, runtime
@@ -875,7 +882,9 @@ def eda(
     from maskopt.data.eda import run_eda
     from maskopt.data.labels import AGE_NAMES, CLASS_NAMES, GENDER_NAMES, MASK_NAMES
     from maskopt.data.layout import read_train
+    from maskopt.outputs import check_file_out
 
+    check_file_out(out)  # before the data is read
     ds = read_train(data, skip_bad=skip_bad)
     s = run_eda(ds, out, progress=True)
     console = Console()

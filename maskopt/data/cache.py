@@ -40,6 +40,7 @@ from maskopt.data.crop import (
     resize_box,
 )
 from maskopt.errors import DataError, MaskoptError
+from maskopt.outputs import atomic_path
 
 __all__ = [
     "CacheInfo",
@@ -123,9 +124,8 @@ def _decode_one(
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with atomic_path(path, "--cache") as tmp, open(tmp, "wb") as f:
+        np.save(f, array)  # a file object: np.save would add .npy to a name
 
 
 def _load_boxes(path: Path, n: int) -> np.ndarray | None:

@@ -40,6 +40,7 @@ from maskopt.data.labels import (
     age_band,
 )
 from maskopt.data.layout import TrainSet
+from maskopt.outputs import atomic_write_text
 
 SMALL = (48, 64)  # width x height of the decoded copy: enough for hashes and the lower face
 HASH_BITS = 12  # of 64: dHash distance below which two photos are compared closely
@@ -404,7 +405,4 @@ as <code>normal</code>, or a <code>normal</code> photo filed as <code>incorrect_
 {_table(["folder", "file", "check", "probability"], flag_rows) if flag_rows else "<p>none</p>"}
 </body></html>
 """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, page)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -32,8 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
+import maskopt
+from maskopt.data.cache import CACHE_DIRNAME
 from maskopt.data.labels import GENDER_NAMES, MASK_FILES, OLD_AGE, age_band, encode
 from maskopt.errors import ConfigError
+from maskopt.outputs import Owned, atomic_write_text, check_out_dir, replace_dir
 
 # cv2 is imported inside the functions that draw: importing it edits os.environ
 # (LD_LIBRARY_PATH), and importing maskopt changes nothing in the process.
@@ -45,6 +49,16 @@ JPEG_QUALITY = 90
 FACE_SCALE = 1.3  # face size against the photo: ~60% of the centre crop's width
 MIN_SIDE = 32
 PHOTO_STEMS = tuple(MASK_FILES)  # mask1..mask5, incorrect_mask, normal
+# The file that marks a folder as a set `synth` wrote (with its settings): only such a set, and
+# nothing else, is replaced by a later `synth` into the same folder.
+MARKER = ".maskopt-synth.json"
+MARKED = ("people", "eval_people", "size", "seed")
+SYNTHETIC = Owned(
+    what="synthetic data set",
+    marks=(MARKER,),
+    entries=frozenset({MARKER, "train", "eval", CACHE_DIRNAME}),
+    made_by="maskopt synth",
+)
 
 # Colours are RGB; images are converted to BGR only to encode them.
 SKIN_TONES = np.array(
@@ -625,8 +639,17 @@ def synthesize(
         raise ConfigError(f"eval_people must be 0 or more, but got {eval_people=}.")
     size = (int(size[0]), int(size[1]))
     check_size(size)
-    out = Path(out)
+    out = check_out_dir(out, SYNTHETIC, "synth")  # before any drawing
     start = time.perf_counter()
+    with replace_dir(out, SYNTHETIC, "synth") as folder:
+        summary = _write(folder, people, eval_people, seed, size, progress)
+    return {"out": str(out), **summary, "seconds": round(time.perf_counter() - start, 2)}
+
+
+def _write(
+    out: Path, people: int, eval_people: int, seed: int, size: tuple[int, int], progress: bool
+) -> dict:
+    """Draw and write the set into the (new, empty) folder `out`; the marker last."""
     train = make_people(people, seed, split=0, first_id=1)
     evals = make_people(eval_people, seed, split=1, first_id=people + 1)
 
@@ -675,8 +698,7 @@ def synthesize(
             writer.writerow(["ImageID", "ans", "person"])
             writer.writerows(rows)
 
-    return {
-        "out": str(out),
+    summary = {
         "people": people,
         "eval_people": eval_people,
         "train_images": people * len(PHOTO_STEMS),
@@ -688,8 +710,10 @@ def synthesize(
         "classes": [classes.get(c, 0) for c in range(18)],
         "train_ids": [p.pid for p in train],
         "eval_ids": [p.pid for p in evals],
-        "seconds": round(time.perf_counter() - start, 2),
     }
+    marker = {"maskopt": maskopt.__version__, **{k: summary[k] for k in MARKED}}
+    atomic_write_text(out / MARKER, json.dumps(marker, indent=1) + "\n")
+    return summary
 
 
 def folder_name(p: Person) -> str:

@@ -58,6 +58,7 @@ class SearchSummary:
     trials: list[TrialRecord] = field(default_factory=list)
     interrupted: bool = False
     problems: list[str] = field(default_factory=list)  # worker exits, fail streaks
+    notes: list[str] = field(default_factory=list)  # how it ended, when not by --trials
     space: str = ""  # the space searched (what --space auto chose)
     tensorboard_dir: str = ""  # where this machine's workers wrote the trials' TensorBoard runs
 
@@ -181,14 +182,19 @@ def run_search(
 ) -> SearchSummary:
     """Run (or resume) the study until it holds opts.trials finished trials; summary at the end.
     `--space auto` is resolved here (and said on `console`)."""
-    from maskopt.search.samplers import create_pruner, create_sampler
+    from maskopt.search.samplers import GridSearch, create_pruner, create_sampler
     from maskopt.search.study import open_study
-    from maskopt.search.tracking import check_trackers, prepare_search_tracking
+    from maskopt.search.tracking import (
+        check_tensorboard_dir,
+        check_trackers,
+        prepare_search_tracking,
+    )
     from maskopt.search.zombies import reap
     from maskopt.spaces import get_space
     from maskopt.studies.s3 import is_s3_url
     from maskopt.studies.storage import (
         artifacts_dir_for,
+        check_artifacts_dir,
         check_url,
         create_artifact_store,
         create_storage,
@@ -205,11 +211,14 @@ def run_search(
     check_url(opts.storage)
     check_trackers(opts.track)  # --track wandb without wandb installed: one line naming it
     artifacts = artifacts_dir_for(opts.storage, opts.artifacts)
+    # folders maskopt adds to: refused when they hold what it did not write (the project folder)
+    check_artifacts_dir(opts.storage, artifacts)
+    check_tensorboard_dir(opts.storage, opts.tensorboard)
     if is_s3_url(artifacts):
         create_artifact_store(artifacts)  # checks the bucket (a folder is made by the workers)
     artifacts_dir = str(artifacts)
     objective = load_objective(opts)
-    create_sampler(
+    sampler = create_sampler(
         opts.sampler,
         seed=opts.seed,
         space=get_space(opts.space) if opts.sampler == "grid" else None,
@@ -256,6 +265,12 @@ def run_search(
             storage, opts, artifacts_dir, time.perf_counter() - started, interrupted, problems
         )
         storage.remove_session()
+    if isinstance(sampler, GridSearch) and summary.finished < opts.trials and not interrupted:
+        ran = ", ".join(f"{n} {k.lower()}" for k, n in sorted(summary.counts.items()))
+        summary.notes.append(
+            f"the grid holds {sampler.size} configuration(s), fewer than --trials "
+            f"{opts.trials}: all of them ran ({ran})."
+        )
     return summary
 
 
@@ -264,7 +279,7 @@ def _no_leftovers(url: str, artifacts: Path | str) -> Iterator[None]:
     """A search that ends before any trial exists (an error after the storage was made, all
     workers dead at start, Ctrl-C) leaves no new SQLite file or artifact folder (a bucket,
     made by the user, stays)."""
-    from maskopt.studies.storage import sqlite_path
+    from maskopt.studies.storage import ARTIFACTS_MARKER, sqlite_path
 
     db = sqlite_path(url)
     new_db = db is not None and not db.exists()
@@ -276,8 +291,10 @@ def _no_leftovers(url: str, artifacts: Path | str) -> Iterator[None]:
         if new_db and db is not None and _holds_no_trial(url):
             for suffix in ("", "-wal", "-shm", ".lock"):
                 Path(str(db) + suffix).unlink(missing_ok=True)
-            if new_dir and folder is not None and folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+            if new_dir and folder is not None and folder.is_dir():
+                (folder / ARTIFACTS_MARKER).unlink(missing_ok=True)
+                if not any(folder.iterdir()):
+                    folder.rmdir()
 
 
 def _holds_no_trial(url: str) -> bool:

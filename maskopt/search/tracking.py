@@ -45,6 +45,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from maskopt.errors import ConfigError
+from maskopt.outputs import check_shared_dir, mark_dir
 
 if TYPE_CHECKING:
     from maskopt.search.options import SearchOptions
@@ -93,6 +94,24 @@ def check_trackers(names: Sequence[str]) -> tuple[str, ...]:
         extras = ",".join(extra for _, extra in missing)
         raise ConfigError(f"{needs}, which is not installed: pip install maskopt[{extras}]")
     return tuple(dict.fromkeys(names))
+
+
+# Marks a TensorBoard folder as maskopt's: a later search may add runs to it (maskopt.outputs).
+TENSORBOARD_MARKER = ".maskopt-tensorboard"
+
+
+def check_tensorboard_dir(url: str, tensorboard: str | os.PathLike | None) -> Path:
+    """The search's TensorBoard folder, before any work: absent, empty, maskopt's or one a study
+    records; anything else is refused in one line (maskopt.outputs.check_shared_dir)."""
+    from maskopt.studies.storage import recorded_dirs
+
+    return check_shared_dir(
+        tensorboard_dir_for(url, tensorboard),
+        flag="--tensorboard",
+        marker=TENSORBOARD_MARKER,
+        what="TensorBoard runs",
+        known=lambda: recorded_dirs(url),
+    )
 
 
 def tensorboard_dir_for(url: str, tensorboard: str | os.PathLike | None) -> Path:
@@ -146,6 +165,7 @@ class TensorBoardBackend:
         self, study: str, number: int, params: Mapping[str, Any], config: Mapping[str, Any]
     ) -> None:
         self.close()
+        mark_dir(self.root, TENSORBOARD_MARKER)
         self.run_dir = self.root / study / f"trial_{number:04d}"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.params = {k: _scalar(v) for k, v in params.items()}

@@ -134,7 +134,7 @@ def run_worker(opts: SearchOptions, index: int = 0, objective: Any = None) -> Wo
     from optuna.trial import TrialState
 
     from maskopt.search.models import Sweeper
-    from maskopt.search.samplers import create_pruner, create_sampler
+    from maskopt.search.samplers import create_pruner, create_sampler, grid_left
     from maskopt.search.zombies import this_worker
     from maskopt.spaces import get_space
     from maskopt.studies.storage import (
@@ -148,15 +148,18 @@ def run_worker(opts: SearchOptions, index: int = 0, objective: Any = None) -> Wo
     objective = objective if objective is not None else load_objective(opts)
     store = create_artifact_store(artifacts_dir_for(opts.storage, opts.artifacts))
     seed = None if opts.seed is None else opts.seed + index  # same seed: same params everywhere
+    if opts.sampler == "grid":
+        seed = opts.seed  # one seed for all: a grid point's id must name the same point in each
+    sampler = create_sampler(
+        opts.sampler,
+        seed=seed,
+        space=get_space(opts.space) if opts.sampler == "grid" else None,
+        startup_trials=opts.startup_trials,
+    )
     study = optuna.load_study(
         study_name=opts.study,
         storage=storage,
-        sampler=create_sampler(
-            opts.sampler,
-            seed=seed,
-            space=get_space(opts.space) if opts.sampler == "grid" else None,
-            startup_trials=opts.startup_trials,
-        ),
+        sampler=sampler,
         pruner=create_pruner(
             opts.pruner,
             startup_trials=opts.startup_trials,
@@ -179,10 +182,13 @@ def run_worker(opts: SearchOptions, index: int = 0, objective: Any = None) -> Wo
                 trials = study.get_trials(deepcopy=False)
                 finished = sum(t.state.name in FINISHED for t in trials)
                 running = sum(t.state == TrialState.RUNNING for t in trials)
-                if finished >= opts.trials:
+                grid = grid_left(sampler, trials)  # None unless --sampler grid
+                if finished >= opts.trials or (grid is not None and grid.unfinished == 0):
                     break
-                # While finished + running reach N, one of those running may still fail: wait.
-                trial = ask(study) if finished + running < opts.trials else None
+                # While finished + running reach N, one of those running may still fail: wait;
+                # so too while the grid's last points run (one may be killed and queued again).
+                more = finished + running < opts.trials and (grid is None or grid.unstarted > 0)
+                trial = ask(study) if more else None
             if trial is None:
                 time.sleep(WAIT_S)
                 continue

@@ -10,20 +10,17 @@
                             bundle's and each member's probabilities)
     DIR/plots.html          the study's plots
 
-A bundle is built in a sibling `DIR.tmp-xxxx` folder and renamed into place at the
-end, and the manifest is the last file written: an interrupted export leaves either
-the old bundle or a temporary folder, never a bundle that looks complete.
+A bundle is built in a hidden sibling folder and swapped into place whole at the end
+(`maskopt.outputs.replace_dir`), and the manifest is the last file written: an interrupted
+export leaves the old bundle as it was, never a bundle that looks complete. Only an earlier
+bundle (its manifest, and nothing but the files below) is ever replaced.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -32,10 +29,32 @@ from typing import Any
 import numpy as np
 
 from maskopt.errors import ConfigError, DataError
+from maskopt.outputs import Owned, atomic_write_text
 from maskopt.studies.ensemble import apply_temperature, check_vote, combine
 from maskopt.trainer.metrics import Interval, bootstrap_f1
 
 MANIFEST = "manifest.json"
+ONNX_FILE = "model.onnx"
+# What an export writes: a folder holding these names and a manifest is a bundle, which a
+# later export may replace; anything else there is the user's (maskopt.outputs).
+BUNDLE = Owned(
+    what="bundle",
+    marks=(MANIFEST,),
+    entries=frozenset(
+        {
+            MANIFEST,
+            "models",
+            "oof_metrics.json",
+            "oof_per_class.csv",
+            "oof_confusion.csv",
+            "plots.html",
+            "submission.csv",
+            "eval_probs.npz",
+            ONNX_FILE,
+        }
+    ),
+    made_by="maskopt best --export",
+)
 FORMAT = 2  # bump when the manifest changes in a way old readers cannot follow
 RUNTIMES = ("torch", "onnx")  # onnx: the bundle's model.onnx in onnxruntime (onnx_bundle.py)
 
@@ -102,11 +121,9 @@ def library_versions() -> dict[str, str]:
 
 def write_manifest(folder: Path, manifest: Manifest) -> Path:
     """Write DIR/manifest.json (atomically: temp file + rename)."""
-    path = Path(folder) / MANIFEST
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(asdict(manifest), indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(
+        Path(folder) / MANIFEST, json.dumps(asdict(manifest), indent=2, sort_keys=False) + "\n"
+    )
 
 
 def is_bundle(path: Path) -> bool:
@@ -149,30 +166,6 @@ def read_manifest(folder: Path) -> Manifest:
     if problems:
         raise DataError(f"bundle {folder} is incomplete or damaged", problems)
     return manifest
-
-
-@contextmanager
-def staging(out: Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it replaces `out`, on error it is removed."""
-    out = Path(out).absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a bundle is an ordinary folder
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if out.exists():
-        # Move the old bundle aside first so that `out` is never half old, half new.
-        old = Path(tempfile.mkdtemp(prefix=f"{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from maskopt.errors import ConfigError, DataError, StudyError
+from maskopt.outputs import check_out_dir, replace_dir
 from maskopt.studies import bundle as bundles
 from maskopt.studies.ensemble import (
     TARGET_KEYS,
@@ -102,6 +103,7 @@ def export_best(
     check_vote(vote)
     if top < 1:
         raise ConfigError(f"--top must be >= 1, but got {top}.")
+    check_out_dir(out, bundles.BUNDLE)  # before any work: a refusal costs nothing
     if onnx:  # before any work: a missing extra costs nothing
         from maskopt.studies.onnx_bundle import check_onnx
 
@@ -119,7 +121,7 @@ def export_best(
 
     with (
         tempfile.TemporaryDirectory(prefix="maskopt-export-") as work_s,
-        bundles.staging(out) as folder,
+        replace_dir(out, bundles.BUNDLE) as folder,
     ):
         work = Path(work_s)
         # 1. candidates

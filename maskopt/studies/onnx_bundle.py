@@ -27,7 +27,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -37,14 +36,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from maskopt.errors import ConfigError, DataError, MaskoptError
-from maskopt.studies.bundle import ImagesFor, Manifest, Member, read_manifest
+from maskopt.outputs import atomic_path
+from maskopt.studies.bundle import ONNX_FILE, ImagesFor, Manifest, Member, read_manifest
 
 if TYPE_CHECKING:
     import torch
 
     from maskopt.trainer.config import TrainConfig
 
-ONNX_FILE = "model.onnx"
 EXTRA = "pip install maskopt[onnx]"
 OUTPUT = "probs"
 META = "maskopt."  # prefix of the graph's metadata keys
@@ -278,9 +277,8 @@ def _export(folder: Path, manifest: Manifest, out: Path, what: str | None = None
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = META + key, value
-    tmp = out.with_name(f".{out.name}.tmp")
-    onnx.save_model(proto, str(tmp))
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        onnx.save_model(proto, str(tmp))
     return out
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from maskopt.outputs import atomic_write_text
 from maskopt.studies.records import varying_params
 
 if TYPE_CHECKING:
@@ -105,7 +106,5 @@ def write_plots(study: optuna.Study, out_html: Path, *, title: str | None = None
         parts += [f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in skipped.items()]
         parts.append("</ul>")
     parts.append("</body></html>")
-    out_html = Path(out_html)
-    out_html.parent.mkdir(parents=True, exist_ok=True)
-    out_html.write_text("\n".join(parts), encoding="utf-8")
+    out_html = atomic_write_text(out_html, "\n".join(parts))
     return PlotsResult(path=out_html, made=[n for n, _ in made], skipped=skipped)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from maskopt.errors import ConfigError, StudyError
+from maskopt.outputs import check_shared_dir, mark_dir
 from maskopt.studies.s3 import is_s3_url
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ SQLITE_BUSY_TIMEOUT_S = 60
 # retried. MASKOPT_HEARTBEAT (seconds) overrides it, for tests that kill workers.
 DEFAULT_HEARTBEAT_S = 30
 _OPEN_ATTEMPTS = 5
+# Marks an artifact folder as maskopt's: a later search may add to it (maskopt.outputs).
+ARTIFACTS_MARKER = ".maskopt-artifacts"
 
 
 def heartbeat_interval(value: int | None = None) -> int:
@@ -79,12 +82,30 @@ def check_url(url: str) -> None:
             "expected sqlite, postgresql or mysql."
         )
     path = sqlite_path(url)
-    if path is not None and not path.parent.exists():
+    if path is None:
+        return
+    if not path.parent.exists():
         raise StudyError(f"storage URL {url!r}: folder {str(path.parent)!r} does not exist.")
+    if not path.parent.is_dir():
+        raise StudyError(f"storage URL {url!r}: {str(path.parent)!r} is a file, not a folder.")
+    if path.is_dir():
+        raise StudyError(f"storage URL {url!r}: {str(path)!r} is a folder, not an SQLite file.")
 
 
-def _enable_wal(path: Path) -> None:
-    """WAL is a property of the database file: set once, every later connection has it."""
+def _not_sqlite(url: str, path: Path) -> StudyError:
+    return StudyError(
+        f"storage URL {url!r}: {str(path)!r} is not an SQLite database (maskopt will not "
+        "write into it); give another file name."
+    )
+
+
+def _enable_wal(url: str, path: Path) -> None:
+    """WAL is a property of the database file: set once, every later connection has it.
+
+    A file that is not a database (the user's notes named by mistake) is refused here, through
+    SQLite, which reads its header without writing. Not with a plain open(): closing any other
+    descriptor of a database file drops every POSIX lock this process holds on it, and a worker
+    that still has a connection open then corrupts the database."""
     import sqlite3
 
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
@@ -101,6 +122,10 @@ def _enable_wal(path: Path) -> None:
             # process opening the same new database just now. Wait a moment and try again.
             if "locked" not in str(err) or time.monotonic() > deadline:
                 raise
+        except sqlite3.DatabaseError as err:
+            if "not a database" in str(err):
+                raise _not_sqlite(url, path) from None
+            raise
         finally:
             con.close()
         time.sleep(0.05 + random.random() * 0.1)
@@ -129,7 +154,7 @@ def create_storage(
             f"no storage at {url}: {path} does not exist (run `maskopt search` first, or pass --storage)."
         )
     if path is not None:
-        _enable_wal(path)
+        _enable_wal(url, path)
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
     else:
         # Drop connections the server closed while a long trial trained.
@@ -253,10 +278,44 @@ def create_artifact_store(location: str | os.PathLike) -> ModelStore:
 
     directory = Path(location)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        mark_dir(directory, ARTIFACTS_MARKER)
     except OSError as err:
         raise ConfigError(f"artifacts folder {str(directory)!r}: {err.strerror}.") from None
     return FileSystemArtifactStore(str(directory))
+
+
+def check_artifacts_dir(url: str, location: Path | str, flag: str = "--artifacts") -> None:
+    """A search's artifact folder, before any work: absent, empty, maskopt's (marked) or one a
+    study of `url` records; anything else (the project folder, a folder of photos) is refused
+    in one line. An S3 URL is the user's bucket: nothing to check here."""
+    if not is_s3_url(location):
+        check_shared_dir(
+            location,
+            flag=flag,
+            marker=ARTIFACTS_MARKER,
+            what="a study's artifacts",
+            known=lambda: recorded_dirs(url),
+        )
+
+
+def recorded_dirs(url: str) -> list[str]:
+    """Every folder the studies of `url` record (artifacts, TensorBoard); none for a storage
+    that is not there yet."""
+    from maskopt.studies.records import ARTIFACTS_DIR, TENSORBOARD_DIR
+
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        return []
+    storage = create_storage(url, heartbeat=False, must_exist=True)
+    try:
+        return [
+            str(s.user_attrs[key])
+            for s in storage.get_all_studies()
+            for key in (ARTIFACTS_DIR, TENSORBOARD_DIR)
+            if s.user_attrs.get(key) and not is_s3_url(s.user_attrs[key])
+        ]
+    finally:
+        storage.remove_session()
 
 
 def study_names(storage: RDBStorage) -> list[str]:

@@ -6,13 +6,13 @@ Written atomically (temporary name, then rename), so a checkpoint on disk is alw
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import maskopt
 from maskopt.errors import MaskoptError
-from maskopt.trainer.config import TrainConfig, config_from_dict, config_to_dict, file_mode
+from maskopt.outputs import atomic_path
+from maskopt.trainer.config import TrainConfig, config_from_dict, config_to_dict
 
 if TYPE_CHECKING:
     import torch
@@ -32,24 +32,15 @@ def save_checkpoint(
     """
     import torch
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
         "config": config_to_dict(cfg),
         "maskopt_version": maskopt.__version__,
         **extra,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:

@@ -1,9 +1,9 @@
 """`train_to_dir`: what `maskopt train` does — one config on one fold (or all the data),
 with TensorBoard events while it trains and a checkpoint + metrics.json at the end.
 
-The results (model.pt, metrics.json, config.json) are each written to a temporary name
-and renamed once training has finished: a run that fails or is interrupted leaves
-no file that looks like a result (only its TensorBoard events, which are a log).
+The run is built in a hidden folder beside `out` and swapped into place once training has
+finished (maskopt.outputs.replace_dir): a run that fails or is interrupted leaves `out` as it
+was, and only an earlier run folder (config.json + metrics.json, nothing else) is replaced.
 """
 
 from __future__ import annotations
@@ -18,12 +18,20 @@ import numpy as np
 
 from maskopt.data.labels import OLD_AGE
 from maskopt.errors import ConfigError
-from maskopt.trainer.config import TrainConfig, atomic_write_text, config_to_dict, dump_config
+from maskopt.outputs import Owned, atomic_write_text, check_out_dir, replace_dir
+from maskopt.trainer.config import TrainConfig, config_to_dict, dump_config
 
 CHECKPOINT = "model.pt"
 METRICS = "metrics.json"
 CONFIG = "config.json"
 TENSORBOARD = "tensorboard"
+# A run folder: a later `maskopt train --out` into it replaces it whole (maskopt.outputs).
+RUN = Owned(
+    what="training run",
+    marks=(CONFIG, METRICS),
+    entries=frozenset({CHECKPOINT, METRICS, CONFIG, TENSORBOARD}),
+    made_by="maskopt train",
+)
 
 
 def train_to_dir(
@@ -40,13 +48,14 @@ def train_to_dir(
     on_epoch: Callable[[dict], Any] | None = None,
 ) -> dict:
     """Train and write `out`/model.pt, metrics.json, config.json and tensorboard/; returns the
-    metrics dict (also in metrics.json). `full` trains on all the data (no validation)."""
+    metrics dict (also in metrics.json). `full` trains on all the data (no validation).
+    `out` is absent, empty or an earlier run (replaced whole once this one has finished)."""
     from maskopt.trainer.checkpoint import save_checkpoint
     from maskopt.trainer.folds import create_folds
     from maskopt.trainer.loop import fit
     from maskopt.trainer.metrics import compute_metrics
 
-    out = Path(out)
+    check_out_dir(out, RUN)
     split: tuple[np.ndarray, np.ndarray] | None = None
     if not full:
         folds = create_folds(data.strata(), data.groups(), n_folds, fold_seed)
@@ -56,49 +65,51 @@ def train_to_dir(
                 f"but got {fold!r}."
             )
         split = folds[fold]
-    out.mkdir(parents=True, exist_ok=True)
-    writer = _tensorboard(out / TENSORBOARD)
+    with replace_dir(out, RUN) as folder:
+        writer = _tensorboard(folder / TENSORBOARD)
 
-    def epoch_done(m: dict) -> None:
-        for key in ("train_loss", "val_f1", "val_loss", "lr", "images_per_s"):
-            if m.get(key) is not None:
-                writer.add_scalar(key, m[key], m["epoch"])
-        writer.flush()
-        if on_epoch is not None:
-            on_epoch(m)
+        def epoch_done(m: dict) -> None:
+            for key in ("train_loss", "val_f1", "val_loss", "lr", "images_per_s"):
+                if m.get(key) is not None:
+                    writer.add_scalar(key, m[key], m["epoch"])
+            writer.flush()
+            if on_epoch is not None:
+                on_epoch(m)
 
-    started = time.time()
-    try:
-        result = fit(cfg, data, split, on_epoch=epoch_done, device=device, num_workers=num_workers)
-    finally:
-        writer.close()
-    metrics: dict[str, Any] = {
-        "config": config_to_dict(cfg),
-        "data": str(getattr(data, "root", "")),
-        "data_fingerprint": data.fingerprint() if hasattr(data, "fingerprint") else None,
-        "full": full,
-        "fold": None if full else fold,
-        "n_folds": None if full else n_folds,
-        "fold_seed": None if full else fold_seed,
-        "n_train": int(len(data.labels()) if split is None else len(split[0])),
-        "n_val": 0 if split is None else int(len(split[1])),
-        "best_epoch": result.best_epoch,
-        "best_f1": result.best_f1,
-        "epochs_run": result.epochs_run,
-        "images_per_s": result.images_per_s,
-        "seconds": round(time.time() - started, 2),
-        "history": result.history,
-        "validation": None,
-    }
-    if result.val_probs is not None and result.val_index is not None:
-        y = np.asarray(data.labels(OLD_AGE))[result.val_index]  # validation: true labels
-        metrics["validation"] = compute_metrics(y, result.val_probs)
-    extras = {
-        k: metrics[k] for k in ("fold", "n_folds", "fold_seed", "best_epoch", "best_f1", "full")
-    }
-    save_checkpoint(out / CHECKPOINT, result.state_dict, cfg, **extras)
-    atomic_write_text(out / CONFIG, dump_config(cfg, ".json"))
-    atomic_write_text(out / METRICS, json.dumps(metrics, indent=2) + "\n")
+        started = time.time()
+        try:
+            result = fit(
+                cfg, data, split, on_epoch=epoch_done, device=device, num_workers=num_workers
+            )
+        finally:
+            writer.close()
+        metrics: dict[str, Any] = {
+            "config": config_to_dict(cfg),
+            "data": str(getattr(data, "root", "")),
+            "data_fingerprint": data.fingerprint() if hasattr(data, "fingerprint") else None,
+            "full": full,
+            "fold": None if full else fold,
+            "n_folds": None if full else n_folds,
+            "fold_seed": None if full else fold_seed,
+            "n_train": int(len(data.labels()) if split is None else len(split[0])),
+            "n_val": 0 if split is None else int(len(split[1])),
+            "best_epoch": result.best_epoch,
+            "best_f1": result.best_f1,
+            "epochs_run": result.epochs_run,
+            "images_per_s": result.images_per_s,
+            "seconds": round(time.time() - started, 2),
+            "history": result.history,
+            "validation": None,
+        }
+        if result.val_probs is not None and result.val_index is not None:
+            y = np.asarray(data.labels(OLD_AGE))[result.val_index]  # validation: true labels
+            metrics["validation"] = compute_metrics(y, result.val_probs)
+        extras = {
+            k: metrics[k] for k in ("fold", "n_folds", "fold_seed", "best_epoch", "best_f1", "full")
+        }
+        save_checkpoint(folder / CHECKPOINT, result.state_dict, cfg, **extras)
+        atomic_write_text(folder / CONFIG, dump_config(cfg, ".json"))
+        atomic_write_text(folder / METRICS, json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 

@@ -37,6 +37,7 @@ from maskopt.studies.records import (
     varying_params,
 )
 from maskopt.studies.storage import (
+    ARTIFACTS_MARKER,
     artifacts_dir_for,
     create_artifact_store,
     create_storage,
@@ -184,7 +185,7 @@ def test_fold_models_are_listed_and_the_pushed_out_ones_swept(tmp_path):
     study.tell(dying, state=TrialState.FAIL)  # as a reaper or the heartbeat would
     assert sweep(study) == [dying.number]
 
-    files = {p.name for p in (tmp_path / "art").iterdir()}
+    files = {p.name for p in (tmp_path / "art").iterdir()} - {ARTIFACTS_MARKER}
     assert files == {*made[1], *made[2]}  # nothing else: no orphan, nothing pushed out
     records = {r.number: r for r in read_trials(load_study(url, "s"))}
     assert records[0].model_artifacts == tuple(made[0])  # still listed: a finished trial keeps it

@@ -10,15 +10,20 @@ import numpy as np
 import pytest
 
 from maskopt.errors import DataError
+from maskopt.outputs import OutputError, replace_dir
 from maskopt.studies.bundle import (
+    BUNDLE,
     MANIFEST,
     Manifest,
     Member,
     is_bundle,
     read_manifest,
-    staging,
     write_manifest,
 )
+
+
+def staging(out: Path):
+    return replace_dir(out, BUNDLE)
 
 
 def make_manifest(folder: Path, checkpoints=("models/t3.pt",)) -> Manifest:
@@ -89,14 +94,20 @@ def test_wrong_format_and_garbage(tmp_path: Path) -> None:
 def test_staging_renames_into_place_and_replaces_old(tmp_path: Path) -> None:
     out = tmp_path / "bundle"
     with staging(out) as tmp:
-        assert tmp.parent == out.parent and tmp.name.startswith("bundle.tmp-")
+        assert tmp.parent == out.parent and tmp.name.startswith(".bundle.maskopt-new-")
         write_manifest(tmp, make_manifest(tmp))
         assert not out.exists()
     assert is_bundle(out)
     with staging(out) as tmp:
-        (tmp / "new.txt").write_text("new")
-    assert (out / "new.txt").exists() and not (out / MANIFEST).exists()
+        write_manifest(tmp, make_manifest(tmp, checkpoints=("models/t4.pt",)))
+    assert (out / "models" / "t4.pt").exists() and not (out / "models" / "t3.pt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+    # a folder that is not a bundle (here: one file of the user's beside a bundle) is refused
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="notes.txt"):
+        with staging(out):
+            pass
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_interrupted_staging_leaves_the_old_bundle_and_no_temp(tmp_path: Path) -> None:
