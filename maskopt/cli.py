@@ -20,7 +20,7 @@ from maskopt.errors import MaskoptError
 from maskopt.search.options import SearchOptions
 
 if TYPE_CHECKING:
-    from maskopt.trainer.metrics import Interval
+    pass
 
 # The order of the work, which `maskopt --help` lists (Typer would put groups last).
 COMMAND_ORDER = (
@@ -228,8 +228,8 @@ def best(
         )
     if trial is not None and config_out is not None:
         from maskopt.outputs import check_file_out
-        from maskopt.studies.records import trial_config
-        from maskopt.studies.storage import load_study
+        from maskopt.store.records import trial_config
+        from maskopt.store.storage import load_study
         from maskopt.trainer.config import save_config
 
         check_file_out(config_out, "--config-out")
@@ -239,28 +239,32 @@ def best(
         )
         return
     if export:
-        from maskopt.studies.export import export_best
+        from maskopt.export.export import export_best
+        from maskopt.export.options import ExportOptions
 
         rep = export_best(
-            storage_url=storage,
-            study_name=study,
-            data_dir=data,
-            out=out,
-            artifacts=artifacts,
-            top=top,
-            vote=vote,
-            retrain=retrain,
-            tta=tta,
-            onnx=onnx,
-            skip_bad=skip_bad,
-            device=device,
-            cache_dir=cache,
+            ExportOptions(
+                study=study,
+                storage=storage,
+                artifacts=artifacts,
+                data=data,
+                skip_bad=skip_bad,
+                cache=cache,
+                out=out,
+                top=top,
+                vote=vote,
+                retrain=retrain,
+                tta=tta,
+                onnx=onnx,
+                device=device,
+            ),
             echo=lambda s: console.print(f"[dim]{s}[/dim]"),
         )
         _print_export(console, rep)
         return
 
-    from maskopt.studies.storage import find_artifact_store, load_study
+    from maskopt.store.locations import find_artifact_store
+    from maskopt.store.storage import load_study
     from maskopt.studies.table import best_trials
 
     found = load_study(storage, study)
@@ -450,8 +454,8 @@ def search(
     from rich.console import Console
     from rich.table import Table
 
-    from maskopt.search import run_search
     from maskopt.search.options import parse_gpus
+    from maskopt.search.runner import run_search
 
     # Every parameter is a SearchOptions field of the same name (gpus parsed from its text).
     opts = SearchOptions(**{**ctx.params, "gpus": parse_gpus(gpus), "track": tuple(track or ())})
@@ -598,7 +602,7 @@ def dashboard(
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
 ) -> None:
     """optuna-dashboard on the storage and its artifacts; where the TensorBoard events are."""
-    from maskopt.studies.listing import dashboard_url, open_dashboard, serve_dashboard
+    from maskopt.studies.dashboard import dashboard_url, open_dashboard, serve_dashboard
 
     board = open_dashboard(storage, artifacts)
     typer.echo(f"optuna-dashboard on {storage}: {dashboard_url(host, port)}  (Ctrl-C stops it)")
@@ -703,74 +707,6 @@ def train(
     )
 
 
-def _eval_data(source: Path, data: Path | None) -> Path:
-    """The data folder whose eval/ `predict --eval` reads: --data when given, else the one a
-    bundle records (the folder it was exported from), else ./data."""
-    from maskopt.errors import DataError
-    from maskopt.studies.bundle import is_bundle, read_manifest, recorded_data_dir
-
-    if data is not None:
-        return data
-    recorded = recorded_data_dir(read_manifest(source)) if is_bundle(source) else None
-    if recorded is None:
-        return DEFAULT_DATA
-    if not recorded.is_dir():
-        raise DataError(
-            f"the bundle's data folder {recorded} is gone; pass --data DIR (the folder with eval/)."
-        )
-    return recorded
-
-
-def _predict_rows(
-    source: Path,
-    images: list[Path],
-    crop: str,
-    device: str,
-    tta: bool,
-    eval_data: Path | None,
-    runtime: str = "torch",
-) -> tuple[list[dict], Interval | None]:
-    """Prediction rows for IMAGES (or <data>/eval) from a checkpoint or a bundle folder,
-    and the held-out macro F1 with its interval when eval/solution.csv is there."""
-    from maskopt.errors import ConfigError
-    from maskopt.studies.bundle import (
-        Prediction,
-        check_runtime,
-        is_bundle,
-        predict_eval,
-        predict_files,
-    )
-    from maskopt.trainer.predict import prediction_rows
-
-    if check_runtime(runtime) != "torch" and not source.is_dir():
-        raise ConfigError(
-            f"--runtime {runtime} runs a bundle folder (maskopt best --export --onnx), "
-            f"but {source} is a checkpoint file: drop --runtime or give a bundle."
-        )
-    if source.is_dir():
-        if not is_bundle(source):
-            raise ConfigError(
-                f"{source} is a folder but not a bundle (no manifest.json); "
-                "give a checkpoint file or a folder written by maskopt best --export."
-            )
-        pred = (
-            predict_eval(source, eval_data, device=device, runtime=runtime)
-            if eval_data is not None
-            else predict_files(source, images, device=device, runtime=runtime)
-        )
-    elif eval_data is not None:
-        from maskopt.trainer.predict import predict_eval as predict_eval_checkpoint
-
-        pred = Prediction(
-            *predict_eval_checkpoint(source, eval_data, crop=crop, device=device, tta=tta)
-        )
-    else:
-        from maskopt.trainer.predict import predict_files as predict_checkpoint
-
-        return predict_checkpoint(source, images, crop=crop, device=device, tta=tta), None
-    return prediction_rows([Path(i) for i in pred.images], pred.probs), pred.heldout
-
-
 @app.command()
 @friendly
 def predict(
@@ -828,17 +764,22 @@ def predict(
     from rich.console import Console
     from rich.table import Table
 
-    from maskopt.errors import ConfigError
+    from maskopt.bundle.predict import predict as predict_
     from maskopt.outputs import atomic_write_text, check_file_out
 
-    if eval_ == bool(images):
-        raise ConfigError("give IMAGES... or --eval (with --data DIR), not both and not neither.")
     if out is not None:
         check_file_out(out)  # before any prediction
-    eval_data = _eval_data(checkpoint, data) if eval_ else None
-    rows, heldout = _predict_rows(
-        checkpoint, list(images or []), crop, device, tta, eval_data, runtime
+    pred = predict_(
+        checkpoint,
+        images or [],
+        on_eval=eval_,
+        eval_data=data if eval_ else None,
+        crop=crop,
+        tta=tta,
+        device=device,
+        runtime=runtime,
     )
+    rows, heldout, eval_data = pred.rows(), pred.heldout, pred.eval_data
     cols = ("image", "class", "mask", "gender", "age", "probability")
     if out is not None:
         buf = io.StringIO()

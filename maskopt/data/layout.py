@@ -36,6 +36,7 @@ from maskopt.errors import DataError
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+DEFAULT_DATA = Path("data")  # where every command looks for the data folder unless told
 CSV_COLUMNS = ("id", "gender", "race", "age", "path")
 MAX_AGE = 120
 _EXPECTED_FILES = "mask1..mask5, incorrect_mask, normal as .jpg/.jpeg/.png"

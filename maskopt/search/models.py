@@ -22,12 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from maskopt.studies.records import (
-    MODEL_ARTIFACTS,
-    ModelStore,
-    read_trials,
-    top_k_numbers,
-)
+from maskopt.store.records import MODEL_ARTIFACTS, ModelStore, read_trials, top_k_numbers
 
 if TYPE_CHECKING:
     import optuna

@@ -35,7 +35,7 @@ import numpy as np
 
 from maskopt.errors import ConfigError
 from maskopt.search.options import SearchOptions
-from maskopt.studies.records import (
+from maskopt.store.records import (
     CLASS_F1,
     CONFIG,
     CROP,
@@ -60,7 +60,7 @@ from maskopt.studies.records import (
 if TYPE_CHECKING:
     import optuna
 
-    from maskopt.search.tracking import TrialRun
+    from maskopt.search.tracking.tracker import TrialRun
     from maskopt.trainer.config import TrainConfig
 
 TRUE_OLD_AGE = 60
@@ -72,9 +72,9 @@ class KFoldObjective:
 
     def __init__(self, opts: SearchOptions) -> None:
         from maskopt.data.layout import read_train
-        from maskopt.search.tracking import create_search_tracker
+        from maskopt.search.tracking.tracker import create_search_tracker
         from maskopt.spaces import get_space
-        from maskopt.studies.storage import artifacts_dir_for
+        from maskopt.store.locations import artifacts_dir_for
         from maskopt.trainer.device import resolve_device
 
         self.opts = opts
@@ -113,7 +113,7 @@ class KFoldObjective:
     @property
     def store(self) -> Any:
         """The artifact store (its folder is made on first use: not before a trial runs)."""
-        from maskopt.studies.storage import create_artifact_store
+        from maskopt.store.locations import create_artifact_store
 
         if self._store is None:
             self._store = create_artifact_store(self.artifacts)

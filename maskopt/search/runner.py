@@ -27,13 +27,7 @@ from maskopt.search.worker import (
     run_worker,
     worker_main,
 )
-from maskopt.studies.records import (
-    FINISHED,
-    TrialRecord,
-    best_trial,
-    count_states,
-    read_trials,
-)
+from maskopt.store.records import FINISHED, TrialRecord, best_trial, count_states, read_trials
 
 if TYPE_CHECKING:
     import optuna
@@ -77,7 +71,7 @@ def summarize(
 ) -> SearchSummary:
     import optuna
 
-    from maskopt.search.tracking import tensorboard_dir_for
+    from maskopt.store.locations import tensorboard_dir_for
 
     trials = optuna.load_study(study_name=opts.study, storage=storage).get_trials(deepcopy=False)
     records = read_trials(trials)
@@ -139,7 +133,7 @@ class _ProgressView:
         from sqlalchemy.exc import SQLAlchemyError
 
         from maskopt.errors import StudyError
-        from maskopt.studies.storage import create_storage
+        from maskopt.store.storage import create_storage
 
         try:
             storage = create_storage(self.opts.storage, heartbeat=False)
@@ -184,22 +178,17 @@ def run_search(
     `--space auto` is resolved here (and said on `console`)."""
     from maskopt.search.samplers import GridSearch, create_pruner, create_sampler
     from maskopt.search.study import open_study
-    from maskopt.search.tracking import (
-        check_tensorboard_dir,
-        check_trackers,
-        prepare_search_tracking,
-    )
+    from maskopt.search.tracking.tracker import check_trackers, prepare_search_tracking
     from maskopt.search.zombies import reap
     from maskopt.spaces import get_space
-    from maskopt.studies.s3 import is_s3_url
-    from maskopt.studies.storage import (
+    from maskopt.store.locations import (
         artifacts_dir_for,
         check_artifacts_dir,
-        check_url,
+        check_tensorboard_dir,
         create_artifact_store,
-        create_storage,
-        storage_lock,
     )
+    from maskopt.store.s3 import is_s3_url
+    from maskopt.store.storage import check_url, create_storage, storage_lock
 
     started = time.perf_counter()
     opts, note = resolve_space(opts)
@@ -279,7 +268,8 @@ def _no_leftovers(url: str, artifacts: Path | str) -> Iterator[None]:
     """A search that ends before any trial exists (an error after the storage was made, all
     workers dead at start, Ctrl-C) leaves no new SQLite file or artifact folder (a bucket,
     made by the user, stays)."""
-    from maskopt.studies.storage import ARTIFACTS_MARKER, sqlite_path
+    from maskopt.store.locations import ARTIFACTS_MARKER
+    from maskopt.store.storage import sqlite_path
 
     db = sqlite_path(url)
     new_db = db is not None and not db.exists()
@@ -301,7 +291,7 @@ def _holds_no_trial(url: str) -> bool:
     import optuna
 
     from maskopt.errors import StudyError
-    from maskopt.studies.storage import create_storage
+    from maskopt.store.storage import create_storage
 
     try:
         storage = create_storage(url, heartbeat=False, must_exist=True)

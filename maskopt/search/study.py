@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from maskopt.errors import StudyError
 from maskopt.search.options import SearchOptions
-from maskopt.search.tracking import tensorboard_dir_for
-from maskopt.studies.records import ARTIFACTS_DIR, FOLD_SEED, TENSORBOARD_DIR, settings_differ
+from maskopt.store.locations import tensorboard_dir_for
+from maskopt.store.records import ARTIFACTS_DIR, FOLD_SEED, TENSORBOARD_DIR, settings_differ
 
 if TYPE_CHECKING:
     import optuna

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from maskopt.errors import MaskoptError
 from maskopt.search.options import SearchOptions
-from maskopt.studies.records import FAIL_REASON, FINISHED, WORKER, read_trial, requeue
+from maskopt.store.records import FAIL_REASON, FINISHED, WORKER, read_trial, requeue
 
 if TYPE_CHECKING:
     import optuna
@@ -137,12 +137,8 @@ def run_worker(opts: SearchOptions, index: int = 0, objective: Any = None) -> Wo
     from maskopt.search.samplers import create_pruner, create_sampler, grid_left
     from maskopt.search.zombies import this_worker
     from maskopt.spaces import get_space
-    from maskopt.studies.storage import (
-        artifacts_dir_for,
-        create_artifact_store,
-        create_storage,
-        storage_lock,
-    )
+    from maskopt.store.locations import artifacts_dir_for, create_artifact_store
+    from maskopt.store.storage import create_storage, storage_lock
 
     storage = create_storage(opts.storage, heartbeat=True, interval=opts.heartbeat)
     objective = objective if objective is not None else load_objective(opts)
@@ -220,7 +216,7 @@ def run_worker(opts: SearchOptions, index: int = 0, objective: Any = None) -> Wo
 
 def max_steps(opts: SearchOptions, objective: Any) -> int:
     """The steps a trial reports: folds (wilcoxon) or epochs."""
-    from maskopt.studies.records import EPOCHS
+    from maskopt.store.records import EPOCHS
 
     return opts.folds if opts.report == "fold" else int(objective.study_attrs.get(EPOCHS, 1))
 

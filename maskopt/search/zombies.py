@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from maskopt.studies.records import FAIL_REASON, Worker, read_trials, requeue
+from maskopt.store.records import FAIL_REASON, Worker, read_trials, requeue
 
 if TYPE_CHECKING:
     import optuna

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from maskopt.errors import ConfigError
-from maskopt.studies.records import (
+from maskopt.store.records import (
     ModelStore,
     TrialRecord,
     complete_trials,

@@ -9,12 +9,12 @@ import time
 import optuna
 from optuna.trial import TrialState
 
-from maskopt.search import SearchOptions
+from maskopt.search.options import SearchOptions
 from maskopt.search.study import open_study
 from maskopt.search.worker import load_objective, may_run, run_worker
 from maskopt.search.zombies import this_worker
-from maskopt.studies.records import WORKER, count_states
-from maskopt.studies.storage import create_storage
+from maskopt.store.records import WORKER, count_states
+from maskopt.store.storage import create_storage
 from tests.search.conftest import FAKE
 
 

@@ -9,9 +9,10 @@ import optuna
 import pytest
 
 from maskopt.errors import ConfigError
-from maskopt.search import SearchOptions, run_search
 from maskopt.search.gpus import parse_gpus, plan_workers
+from maskopt.search.options import SearchOptions
 from maskopt.search.options import parse_gpus as options_parse_gpus
+from maskopt.search.runner import run_search
 
 ENV_KEYS = ("CUDA_VISIBLE_DEVICES", "MASKOPT_CPUS", "OMP_NUM_THREADS", "MASKOPT_WORKERS")
 

@@ -13,8 +13,8 @@ from maskopt.errors import ConfigError, StudyError
 from maskopt.search.models import Sweeper, model_ids, write_fold_models
 from maskopt.search.options import SearchOptions
 from maskopt.search.study import open_study
-from maskopt.studies.listing import dashboard_artifacts
-from maskopt.studies.records import (
+from maskopt.store.locations import ARTIFACTS_MARKER, artifacts_dir_for, create_artifact_store
+from maskopt.store.records import (
     CROP,
     DATA_FINGERPRINT,
     EPOCHS,
@@ -36,13 +36,8 @@ from maskopt.studies.records import (
     top_k_numbers,
     varying_params,
 )
-from maskopt.studies.storage import (
-    ARTIFACTS_MARKER,
-    artifacts_dir_for,
-    create_artifact_store,
-    create_storage,
-    load_study,
-)
+from maskopt.store.storage import create_storage, load_study
+from maskopt.studies.dashboard import dashboard_artifacts
 
 
 def test_sqlite_storage_is_wal_with_a_busy_timeout(tmp_path):
