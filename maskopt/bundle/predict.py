@@ -20,6 +20,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from maskopt.bundle.manifest import (
     ImagesFor,
@@ -57,7 +58,7 @@ def predict_images(
     folder: Path,
     images_for: ImagesFor,
     *,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     manifest: Manifest | None = None,
     runtime: str = "torch",
 ) -> np.ndarray:

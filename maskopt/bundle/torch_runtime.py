@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from maskopt.bundle.manifest import ImagesFor, Manifest, Member
 from maskopt.ensemble.temperature import apply_temperature
@@ -14,7 +15,12 @@ from maskopt.trainer.predict import predict_probs
 
 
 def member_probs(
-    folder: Path, member: Member, images: np.ndarray, *, tta: bool, device: str = "cpu"
+    folder: Path,
+    member: Member,
+    images: np.ndarray,
+    *,
+    tta: bool,
+    device: str | torch.device = "cpu",
 ) -> np.ndarray:
     """Mean probabilities of a member's checkpoints on prepared images, tempered by its
     temperature, (N, 18) float32."""
@@ -30,7 +36,7 @@ def member_probs(
 
 
 def predict_members(
-    folder: Path, manifest: Manifest, images_for: ImagesFor, *, device: str = "cpu"
+    folder: Path, manifest: Manifest, images_for: ImagesFor, *, device: str | torch.device = "cpu"
 ) -> np.ndarray:
     """The members' probabilities combined by the manifest's vote, (N, 18) float32;
     `images_for(size)` gives each member the images at its size."""
