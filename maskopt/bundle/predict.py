@@ -12,6 +12,8 @@ the caller gives; a bundle uses its own.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
 from collections.abc import Sequence
@@ -37,6 +39,7 @@ from maskopt.data.labels import AGE_NAMES, GENDER_NAMES, MASK_NAMES, decode
 from maskopt.data.layout import DEFAULT_DATA, IMAGE_SUFFIXES, require_eval
 from maskopt.ensemble.vote import check_vote
 from maskopt.errors import ConfigError, DataError
+from maskopt.outputs import atomic_write_text, check_file_out
 from maskopt.trainer.checkpoint import read_checkpoint
 from maskopt.trainer.device import resolve_device
 from maskopt.trainer.metrics import Interval, bootstrap_f1
@@ -206,14 +209,18 @@ def predict(
     device: str = "auto",
     runtime: str = "torch",
     cache_dir: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
 ) -> Prediction:
     """`maskopt predict`: a bundle folder or a checkpoint on `images` (files or folders of
     them), or with `on_eval` (or an `eval_data` folder) on <data>/eval; `crop` and `tta` are a
-    checkpoint's (a bundle uses its own). runtime "onnx" needs a bundle with model.onnx."""
+    checkpoint's (a bundle uses its own). runtime "onnx" needs a bundle with model.onnx. With
+    `out`, the predictions are also written there as CSV (the path checked before any work)."""
     source = Path(source)
     on_eval = on_eval or eval_data is not None
     if on_eval == bool(images):
         raise ConfigError("give IMAGES... or --eval (with --data DIR), not both and not neither.")
+    if out is not None:
+        check_file_out(out)  # before any prediction
     if check_runtime(runtime) != "torch" and not source.is_dir():
         raise ConfigError(
             f"--runtime {runtime} runs a bundle folder (maskopt best --export --onnx), "
@@ -231,10 +238,25 @@ def predict(
             manifest=manifest,
             runtime=runtime,
         )
-        return Prediction([str(p) for p in paths], probs)
-    data_dir = eval_data_dir(source, eval_data)
-    ev = require_eval(
-        data_dir, crop=manifest.crop, cache_dir=None if cache_dir is None else Path(cache_dir)
-    )
-    probs = predict_images(folder, ev.images, device=dev, manifest=manifest, runtime=runtime)
-    return Prediction(list(ev.image_ids), probs, ev.solution, ev.groups, data_dir)
+        pred = Prediction([str(p) for p in paths], probs)
+    else:
+        data_dir = eval_data_dir(source, eval_data)
+        cache = None if cache_dir is None else Path(cache_dir)
+        ev = require_eval(data_dir, crop=manifest.crop, cache_dir=cache)
+        probs = predict_images(folder, ev.images, device=dev, manifest=manifest, runtime=runtime)
+        pred = Prediction(list(ev.image_ids), probs, ev.solution, ev.groups, data_dir)
+    if out is not None:
+        write_predictions(pred, out)
+    return pred
+
+
+PREDICTION_COLUMNS = ("image", "class", "mask", "gender", "age", "probability")
+
+
+def write_predictions(pred: Prediction, out: str | os.PathLike) -> Path:
+    """`maskopt predict --out FILE`: one CSV row an image (PREDICTION_COLUMNS), atomically."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=PREDICTION_COLUMNS)
+    writer.writeheader()
+    writer.writerows({**r, "probability": f"{r['probability']:.4f}"} for r in pred.rows())
+    return atomic_write_text(out, buf.getvalue())

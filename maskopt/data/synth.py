@@ -38,6 +38,7 @@ from maskopt.data.cache import CACHE_DIRNAME
 from maskopt.data.labels import GENDER_NAMES, MASK_FILES, OLD_AGE, age_band, encode
 from maskopt.errors import ConfigError
 from maskopt.outputs import Owned, atomic_write_text, check_out_dir, replace_dir
+from maskopt.progress import progress_bar
 
 # cv2 is imported inside the functions that draw: importing it edits os.environ
 # (LD_LIBRARY_PATH), and importing maskopt changes nothing in the process.
@@ -48,6 +49,8 @@ AGE_BAND_SHARE = (0.47, 0.46, 0.07)
 JPEG_QUALITY = 90
 FACE_SCALE = 1.3  # face size against the photo: ~60% of the centre crop's width
 MIN_SIDE = 32
+PEOPLE = 150  # the default number of train people
+SIZE = (384, 512)  # the real photos' width x height
 PHOTO_STEMS = tuple(MASK_FILES)  # mask1..mask5, incorrect_mask, normal
 # The file that marks a folder as a set `synth` wrote (with its settings): only such a set, and
 # nothing else, is replaced by a later `synth` into the same folder.
@@ -607,28 +610,45 @@ def _progress(total: int, enabled: bool) -> Iterator:
     if not enabled:
         yield lambda: None
         return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
+    with progress_bar() as bar:
         task = bar.add_task("drawing people", total=total)
         yield lambda: bar.advance(task)
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    """What `synthesize` wrote."""
+
+    out: str
+    people: int
+    eval_people: int
+    train_images: int
+    eval_images: int
+    size: str  # WIDTHxHEIGHT
+    seed: int
+    female: int  # train people
+    age_bands: list[int]  # train people per age band
+    classes: list[int]  # train images per class
+    train_ids: list[str]
+    eval_ids: list[str]
+    seconds: float
 
 
 def synthesize(
     out: str | Path,
     *,
-    people: int = 150,
+    people: int = PEOPLE,
     eval_people: int | None = None,
     seed: int = 0,
-    size: tuple[int, int] = (384, 512),
+    size: tuple[int, int] | str = SIZE,
     progress: bool = True,
-) -> dict:
+) -> SynthSummary:
     """Write a synthetic data set in the competition layout under `out`.
 
     train/train.csv, train/images/<id>_<gender>_<race>_<age>/{mask1..5,incorrect_mask,normal}.jpg,
     eval/info.csv (ans empty), eval/images/<ImageID> (other people, shuffled, opaque ids) and
     eval/solution.csv (ImageID, ans, person: the true class, old age 60, and whose photo it
-    is). `size` is (width, height).
+    is). `size` is (width, height), or the text WIDTHxHEIGHT.
     Returns a summary: counts of people, images and classes.
     """
     if people < 1:
@@ -637,13 +657,13 @@ def synthesize(
         eval_people = round(people * 2 / 3)
     if eval_people < 0:
         raise ConfigError(f"eval_people must be 0 or more, but got {eval_people=}.")
-    size = (int(size[0]), int(size[1]))
+    size = parse_size(size) if isinstance(size, str) else (int(size[0]), int(size[1]))
     check_size(size)
     out = check_out_dir(out, SYNTHETIC, "synth")  # before any drawing
     start = time.perf_counter()
     with replace_dir(out, SYNTHETIC, "synth") as folder:
         summary = _write(folder, people, eval_people, seed, size, progress)
-    return {"out": str(out), **summary, "seconds": round(time.perf_counter() - start, 2)}
+    return SynthSummary(out=str(out), **summary, seconds=round(time.perf_counter() - start, 2))
 
 
 def _write(

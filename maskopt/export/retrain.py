@@ -12,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from maskopt.progress import progress_bar
 
 if TYPE_CHECKING:
     from maskopt.data.layout import TrainSet
@@ -72,14 +73,6 @@ def retrain(
     study: str,
 ) -> Trained:
     """Train each member's config on all the data; checkpoints `models/trial-N.pt`."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
     from maskopt.trainer.checkpoint import save_checkpoint
     from maskopt.trainer.loop import fit
 
@@ -90,13 +83,7 @@ def retrain(
         for c in members
     }
     out: Trained = {}
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, disable=not (progress and sys.stderr.isatty())) as bar:
+    with progress_bar(enabled=progress, transient=False) as bar:
         task = bar.add_task(
             "retraining on all data (epochs)", total=sum(c.epochs for c in cfgs.values())
         )

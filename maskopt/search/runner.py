@@ -106,22 +106,9 @@ class _ProgressView:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> _ProgressView:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
+        from maskopt.progress import progress_bar
 
-        self.progress = Progress(
-            BarColumn(bar_width=12),
-            MofNCompleteColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=self.console,
-            transient=False,
-        )
+        self.progress = progress_bar(console=self.console, transient=False, elapsed=True)
         self.task = self.progress.add_task("starting", total=self.opts.trials)
         self.progress.start()
         self._thread = threading.Thread(target=self._loop, daemon=True)

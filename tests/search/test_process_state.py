@@ -34,7 +34,8 @@ import optuna, timm, torch
 env, filters, level = dict(os.environ), list(warnings.filters), optuna.logging.get_verbosity()
 import maskopt
 for m in pkgutil.walk_packages(maskopt.__path__, "maskopt."):
-    importlib.import_module(m.name)
+    if not m.name.endswith("__main__"):  # running the command line is not importing it
+        importlib.import_module(m.name)
 from maskopt.store.storage import create_storage
 create_storage("sqlite:///" + sys.argv[1], heartbeat=True, interval=2).remove_session()
 assert dict(os.environ) == env, set(os.environ.items()) ^ set(env.items())
