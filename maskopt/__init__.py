@@ -20,7 +20,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = (
+_API = (  # what maskopt.api offers; `import maskopt` loads it on first use
     "ExportOptions",
     "Prediction",
     "SearchOptions",

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from maskopt.bundle.predict import Prediction
+from maskopt.bundle.predict import Prediction as Prediction
 from maskopt.bundle.predict import predict as predict
 from maskopt.data.eda import EdaSummary, write_eda
 from maskopt.data.layout import DEFAULT_DATA, TrainSet, read_train
@@ -32,20 +32,6 @@ from maskopt.search.runner import SearchSummary, run_search
 from maskopt.trainer.options import TrainOptions
 from maskopt.trainer.run import RunResult
 from maskopt.trainer.run import train as train_run
-
-__all__ = [
-    "ExportOptions",
-    "Prediction",
-    "SearchOptions",
-    "TrainOptions",
-    "eda",
-    "export",
-    "predict",
-    "read_data",
-    "search",
-    "synth",
-    "train",
-]
 
 
 def _options(cls: Any, opts: Any, changes: dict[str, Any]) -> Any:

@@ -47,3 +47,5 @@ def test_the_api_takes_the_commands_options_and_says_what_is_wrong() -> None:
         maskopt.search(trails=3)  # a misspelt option is not silently ignored
     assert callable(maskopt.search) and callable(maskopt.export)
     assert maskopt.search.__name__ == "maskopt.search"  # the package, called as its function
+    for name in dir(maskopt):  # everything `import maskopt` offers is there
+        assert getattr(maskopt, name) is not None, name

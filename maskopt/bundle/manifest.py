@@ -25,7 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
+import timm
+import torch
 
+import maskopt
+from maskopt.data.layout import SUBMISSION
 from maskopt.errors import DataError
 from maskopt.outputs import Owned, atomic_write_text
 
@@ -48,7 +53,7 @@ BUNDLE = Owned(
             "oof_per_class.csv",
             "oof_confusion.csv",
             "plots.html",
-            "submission.csv",
+            SUBMISSION,
             "eval_probs.npz",
             ONNX_FILE,
         }
@@ -105,11 +110,6 @@ class Manifest:
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries a bundle depends on (recorded for reproducibility)."""
-    import optuna
-    import timm
-    import torch
-
-    import maskopt
 
     return {
         "maskopt": maskopt.__version__,

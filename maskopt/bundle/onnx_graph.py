@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import tempfile
-import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from maskopt import timing
 from maskopt.bundle.manifest import ONNX_FILE, Manifest, Member, read_manifest
 from maskopt.bundle.onnx_runtime import (
     META,
@@ -46,9 +46,14 @@ from maskopt.bundle.onnx_runtime import (
     onnx_session,
     predict_onnx,
 )
+from maskopt.data.cache import image_shape
 from maskopt.ensemble.vote import TIE_BREAK
 from maskopt.errors import MaskoptError
 from maskopt.outputs import atomic_path
+from maskopt.trainer.checkpoint import load_model, save_checkpoint
+from maskopt.trainer.config import config_to_dict
+from maskopt.trainer.device import norm_tensors
+from maskopt.trainer.models import create_model
 
 if TYPE_CHECKING:
     from maskopt.trainer.config import TrainConfig
@@ -142,10 +147,6 @@ class EnsembleGraph(nn.Module):
 
 def ensemble_module(folder: Path, manifest: Manifest) -> torch.nn.Module:
     """The bundle's ensemble as one torch module (CPU, float32, eval) over uint8 NHWC inputs."""
-    import torch
-
-    from maskopt.trainer.checkpoint import load_model
-    from maskopt.trainer.device import norm_tensors
 
     widths = list(input_sizes(manifest).values())
     members, member_input = [], []
@@ -184,12 +185,8 @@ def export_onnx(folder: Path, *, manifest: Manifest | None = None, out: Path | N
 def _export(folder: Path, manifest: Manifest, out: Path, what: str | None = None) -> Path:
     """export_onnx; `what` names the ensemble in an error (default: the bundle folder)."""
     check_onnx(export=True)
-    import warnings
 
     import onnx
-    import torch
-
-    from maskopt.data.cache import image_shape
 
     sizes = input_sizes(manifest)
     graph = ensemble_module(folder, manifest)
@@ -248,9 +245,6 @@ def _random_bundle(
     """Checkpoints of randomly initialised models of `configs` in `folder` (one per member) and
     the manifest that would hold them (not written): the graph's ops and speed do not depend
     on the weights, so they stand in for trained models."""
-    from maskopt.trainer.checkpoint import save_checkpoint
-    from maskopt.trainer.config import config_to_dict
-    from maskopt.trainer.models import create_model
 
     members = []
     for i, (cfg, weight) in enumerate(zip(configs, weights, strict=True)):
@@ -276,8 +270,8 @@ def onnx_images_per_s(
     cfg: TrainConfig, images: np.ndarray, tta: bool, threads: int | None = None
 ) -> float:
     """Inference throughput of one model of this config through ONNX in onnxruntime on the CPU
-    (as `export._images_per_s` times PyTorch): a randomly initialised model exported to a
-    temporary model.onnx, one warm-up call, the fastest of three."""
+    (as `export.tradeoff.images_per_s` times PyTorch): a randomly initialised model exported
+    to a temporary model.onnx, timed by timing.images_per_s."""
     with tempfile.TemporaryDirectory(prefix="maskopt-onnx-speed-") as tmp:
         folder = Path(tmp)
         manifest = _random_bundle(folder, [cfg], [1.0], vote="soft", tta=tta)
@@ -288,10 +282,4 @@ def onnx_images_per_s(
     def run(x: np.ndarray) -> None:
         predict_onnx(folder, lambda _size: x, manifest=manifest, session=session)
 
-    run(images[:8])  # warm-up (onnxruntime plans and allocates on the first run)
-    best = math.inf
-    for _ in range(3):  # the fastest of three: other processes only ever slow a run down
-        start = time.perf_counter()
-        run(images)
-        best = min(best, time.perf_counter() - start)
-    return len(images) / max(best, 1e-9)
+    return timing.images_per_s(run, images)

@@ -5,6 +5,7 @@ from this bundle's manifest, and prediction through it (see onnx_graph for what 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from maskopt.bundle.manifest import ONNX_FILE, ImagesFor, Manifest, read_manifest
+from maskopt.data.cache import image_shape
+from maskopt.data.labels import NUM_CLASSES
 from maskopt.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -30,7 +33,6 @@ META = "maskopt."  # prefix of the graph's metadata keys
 def check_onnx(*, export: bool = False) -> None:
     """ConfigError naming the extra unless onnxruntime (and, to `export`, onnx and onnxscript)
     can be imported: callers check before any work, so a missing extra costs nothing."""
-    import importlib
 
     modules = ("onnxruntime", "onnx", "onnxscript") if export else ("onnxruntime",)
     missing = []
@@ -111,7 +113,6 @@ def predict_onnx(
     DataError when model.onnx was made from another manifest, or the images are not the size
     an input takes.
     """
-    from maskopt.data.cache import image_shape
 
     folder = Path(folder)
     manifest = manifest or read_manifest(folder)
@@ -136,7 +137,7 @@ def predict_onnx(
     if len(n) != 1:
         raise DataError(f"the inputs hold different numbers of images: {sorted(n)}.")
     total = n.pop()
-    out = np.empty((total, 18), dtype=np.float32)
+    out = np.empty((total, NUM_CLASSES), dtype=np.float32)
     for start in range(0, total, batch_size):
         feed = {
             name: np.ascontiguousarray(a[start : start + batch_size]) for name, a in arrays.items()

@@ -16,8 +16,10 @@ import numpy as np
 
 from maskopt.bundle.manifest import Manifest
 from maskopt.bundle.torch_runtime import member_probs
+from maskopt.data.labels import CLASS_NAMES
+from maskopt.data.layout import EVAL_COLUMNS, SUBMISSION
 from maskopt.ensemble.vote import combine
-from maskopt.trainer.metrics import bootstrap_f1
+from maskopt.trainer.metrics import bootstrap_f1, compute_metrics
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -29,8 +31,6 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
 
 def write_oof_report(folder: Path, labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
     """oof_metrics.json, oof_per_class.csv and oof_confusion.csv of OOF probabilities."""
-    from maskopt.data.labels import CLASS_NAMES
-    from maskopt.trainer.metrics import compute_metrics
 
     m = compute_metrics(labels, probs)
     (folder / "oof_metrics.json").write_text(json.dumps(m, indent=1) + "\n")
@@ -83,8 +83,8 @@ def write_eval(folder: Path, manifest: Manifest, ev: Any, *, device: str) -> Eva
         members=np.array([m.trial for m in manifest.members]),
     )
     _write_csv(
-        folder / "submission.csv",
-        ["ImageID", "ans"],
+        folder / SUBMISSION,
+        EVAL_COLUMNS,
         [[i, int(a)] for i, a in zip(ev.image_ids, labels, strict=True)],
     )
     if ev.solution is None:

@@ -43,7 +43,7 @@ def search(
     """Run (or resume) an Optuna study: k-fold trials, pruning, fold models of the best kept."""
     from rich.console import Console
 
-    from maskopt.search.options import parse_gpus
+    from maskopt.search.gpus import parse_gpus
     from maskopt.search.runner import run_search
 
     # Every parameter is a SearchOptions field of the same name (gpus parsed from its text).

@@ -39,7 +39,7 @@ from maskopt.data.crop import (
     resize_box,
 )
 from maskopt.errors import DataError, MaskoptError
-from maskopt.outputs import atomic_path
+from maskopt.outputs import atomic_path, atomic_write_text
 from maskopt.progress import progress_bar
 
 __all__ = [
@@ -179,13 +179,11 @@ def _build(
         # (the map stays open until we return; renaming a mapped file is fine on POSIX)
         fallbacks = int(boxes[:, 4].sum())
         meta = {"n": len(paths), "crop": crop, "image_size": image_size, "fallbacks": fallbacks}
-        meta_tmp = tmp.with_suffix(".json")
-        meta_tmp.write_text(json.dumps(meta))
-        os.replace(meta_tmp, target.with_suffix(".json"))  # meta first: a visible .npy has its meta
-        os.replace(tmp, target)
+        # meta first: a visible .npy has its meta
+        atomic_write_text(target.with_suffix(".json"), json.dumps(meta), "--cache")
+        os.replace(tmp, target)  # the memmap was built in place under its temporary name
     except BaseException:
         tmp.unlink(missing_ok=True)
-        tmp.with_suffix(".json").unlink(missing_ok=True)
         raise
     return boxes
 

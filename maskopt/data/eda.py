@@ -41,7 +41,7 @@ from maskopt.data.labels import (
     age_band,
     decode,
 )
-from maskopt.data.layout import TrainSet, read_train
+from maskopt.data.layout import IMAGES, TRAIN, TrainSet, read_train
 from maskopt.outputs import atomic_write_text, check_file_out
 from maskopt.progress import progress_bar
 
@@ -261,7 +261,7 @@ def _scan(paths: Sequence[Path], progress: bool) -> list[ImageInfo]:
 
 def _rel(path: Path, root: Path) -> str:
     try:
-        return path.relative_to(root / "train" / "images").as_posix()
+        return path.relative_to(root / TRAIN / IMAGES).as_posix()
     except ValueError:
         return str(path)
 
@@ -359,7 +359,9 @@ def _write_html(
             marker_color=[colours[decode(c)[0]] for c in range(NUM_CLASSES)],
         )
     )
-    classes.update_layout(title="Images per class (18)", xaxis_tickangle=-45, height=450)
+    classes.update_layout(
+        title=f"Images per class ({NUM_CLASSES})", xaxis_tickangle=-45, height=450
+    )
     figs.append(("classes", classes))
 
     parts = make_subplots(rows=1, cols=3, subplot_titles=("mask", "gender", "age band"))

@@ -35,7 +35,18 @@ import numpy as np
 
 import maskopt
 from maskopt.data.cache import CACHE_DIRNAME
-from maskopt.data.labels import GENDER_NAMES, MASK_FILES, OLD_AGE, age_band, encode
+from maskopt.data.labels import GENDER_NAMES, MASK_FILES, NUM_CLASSES, OLD_AGE, age_band, encode
+from maskopt.data.layout import (
+    CSV_COLUMNS,
+    EVAL,
+    EVAL_COLUMNS,
+    IMAGES,
+    INFO_CSV,
+    SOLUTION_COLUMNS,
+    SOLUTION_CSV,
+    TRAIN,
+    TRAIN_CSV,
+)
 from maskopt.errors import ConfigError
 from maskopt.outputs import Owned, atomic_write_text, check_out_dir, replace_dir
 from maskopt.progress import progress_bar
@@ -59,7 +70,7 @@ MARKED = ("people", "eval_people", "size", "seed")
 SYNTHETIC = Owned(
     what="synthetic data set",
     marks=(MARKER,),
-    entries=frozenset({MARKER, "train", "eval", CACHE_DIRNAME}),
+    entries=frozenset({MARKER, TRAIN, EVAL, CACHE_DIRNAME}),
     made_by="maskopt synth",
 )
 
@@ -674,20 +685,20 @@ def _write(
     evals = make_people(eval_people, seed, split=1, first_id=people + 1)
 
     noise = _Noise(seed, *size)
-    train_dir, eval_dir = out / "train", out / "eval"
-    (train_dir / "images").mkdir(parents=True, exist_ok=True)
+    train_dir, eval_dir = out / TRAIN, out / EVAL
+    (train_dir / IMAGES).mkdir(parents=True, exist_ok=True)
     classes: Counter[int] = Counter()
     eval_rows: list[tuple[str, int, str]] = []  # ImageID, class, person
     with _progress(people + eval_people, progress) as advance:
         for p in train:
-            folder = train_dir / "images" / folder_name(p)
+            folder = train_dir / IMAGES / folder_name(p)
             folder.mkdir(exist_ok=True)
             for stem, img in render_person(p, size, noise).items():
                 (folder / f"{stem}.jpg").write_bytes(_encode_jpeg(img))
                 classes[int(encode(MASK_FILES[stem], p.gender, age_band(p.age)))] += 1
             advance()
         if eval_people:
-            (eval_dir / "images").mkdir(parents=True, exist_ok=True)
+            (eval_dir / IMAGES).mkdir(parents=True, exist_ok=True)
         for p in evals:
             for stem, img in render_person(p, size, noise).items():
                 # Opaque ids like the real set's: nothing in the name tells the label.
@@ -695,27 +706,27 @@ def _write(
                     hashlib.sha1(f"maskopt-synth:{seed}:{p.pid}:{stem}".encode()).hexdigest()
                     + ".jpg"
                 )
-                (eval_dir / "images" / image_id).write_bytes(_encode_jpeg(img))
+                (eval_dir / IMAGES / image_id).write_bytes(_encode_jpeg(img))
                 label = int(encode(MASK_FILES[stem], p.gender, age_band(p.age)))
                 eval_rows.append((image_id, label, p.pid))
             advance()
 
-    with open(train_dir / "train.csv", "w", newline="") as fh:
+    with open(train_dir / TRAIN_CSV, "w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["id", "gender", "race", "age", "path"])
+        writer.writerow(CSV_COLUMNS)
         for p in train:
             writer.writerow([p.pid, GENDER_NAMES[p.gender], p.race, p.age, folder_name(p)])
     if eval_people:
         order = np.random.default_rng([seed, 1, 2]).permutation(len(eval_rows))
         rows = [eval_rows[i] for i in order]
-        with open(eval_dir / "info.csv", "w", newline="") as fh:
+        with open(eval_dir / INFO_CSV, "w", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(["ImageID", "ans"])
+            writer.writerow(EVAL_COLUMNS)
             writer.writerows((image_id, "") for image_id, _, _ in rows)
-        with open(eval_dir / "solution.csv", "w", newline="") as fh:
+        with open(eval_dir / SOLUTION_CSV, "w", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")
             # person: held-out scores are bootstrapped over people, not images
-            writer.writerow(["ImageID", "ans", "person"])
+            writer.writerow(SOLUTION_COLUMNS)
             writer.writerows(rows)
 
     summary = {
@@ -727,7 +738,7 @@ def _write(
         "seed": seed,
         "female": sum(p.gender for p in train),
         "age_bands": [sum(age_band(p.age) == b for p in train) for b in range(3)],
-        "classes": [classes.get(c, 0) for c in range(18)],
+        "classes": [classes.get(c, 0) for c in range(NUM_CLASSES)],
         "train_ids": [p.pid for p in train],
         "eval_ids": [p.pid for p in evals],
     }

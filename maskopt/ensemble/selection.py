@@ -16,6 +16,7 @@ import numpy as np
 
 from maskopt.ensemble.vote import TIE_BREAK, check_members, check_vote, one_hot
 from maskopt.errors import ConfigError
+from maskopt.trainer.metrics import macro_f1
 
 Score = Callable[[np.ndarray, np.ndarray], float]
 
@@ -38,7 +39,6 @@ class Selection:
 
 
 def default_score() -> Score:
-    from maskopt.trainer.metrics import macro_f1
 
     return macro_f1
 

@@ -13,19 +13,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from optuna.artifacts import download_artifact
 
+from maskopt.data.labels import NUM_CLASSES
 from maskopt.errors import StudyError
 from maskopt.store.records import (
-    DATA_FINGERPRINT,
     FOLD_BEST_EPOCH,
-    FOLD_SEED,
-    N_FOLDS,
-    N_IMAGES,
     ModelStore,
+    StudySettings,
     complete_trials,
     kept_models,
     read_trial,
 )
+from maskopt.trainer.config import config_from_dict
+from maskopt.trainer.folds import create_folds
+from maskopt.trainer.metrics import macro_f1
 
 if TYPE_CHECKING:
     import optuna
@@ -49,7 +51,6 @@ class Candidate:
 
 def download(store: ModelStore, artifact_id: str, path: Path) -> Path:
     """Copy an artifact to `path` (StudyError in one line when the store cannot give it)."""
-    from optuna.artifacts import download_artifact
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)  # optuna refuses to overwrite
@@ -62,22 +63,16 @@ def download(store: ModelStore, artifact_id: str, path: Path) -> Path:
     return path
 
 
-def check_data(study: optuna.Study, data: TrainSet, data_dir: Path) -> None:
-    """StudyError unless `data` is the data the study was searched on."""
-    attrs = study.user_attrs
-    want = attrs.get(DATA_FINGERPRINT)
-    if want is None:
-        raise StudyError(
-            f"study {study.study_name!r} has no data_fingerprint: "
-            "it was not made by maskopt search."
-        )
+def check_data(name: str, settings: StudySettings, data: TrainSet, data_dir: Path) -> None:
+    """StudyError unless `data` is the data the study `name` was searched on."""
+    want = settings.data_fingerprint
     have = data.fingerprint()
     if have != want:
         diffs = [f"fingerprint {have} here, {want} in the study"]
-        if attrs.get(N_IMAGES) is not None and attrs[N_IMAGES] != len(data):
-            diffs.append(f"{len(data)} images here, {attrs[N_IMAGES]} in the study")
+        if settings.n_images is not None and settings.n_images != len(data):
+            diffs.append(f"{len(data)} images here, {settings.n_images} in the study")
         raise StudyError(
-            f"data {data_dir} is not the data study {study.study_name!r} was searched on ("
+            f"data {data_dir} is not the data study {name!r} was searched on ("
             + "; ".join(diffs)
             + "): folds and OOF predictions would not line up. Pass the study's --data."
         )
@@ -88,8 +83,6 @@ def load_candidates(
 ) -> tuple[list[Candidate], list[str]]:
     """The top `top` complete trials with saved OOF predictions, best first; and notes on
     the ones left out."""
-    from maskopt.trainer.config import config_from_dict
-    from maskopt.trainer.metrics import macro_f1
 
     labels = data.labels()
     notes: list[str] = []
@@ -101,10 +94,10 @@ def load_candidates(
             continue
         with np.load(download(store, record.oof_artifact, work / f"oof-{t.number}.npz")) as z:
             probs, oof_labels = z["probs"].astype(np.float32), z["labels"]
-        if probs.shape != (len(data), 18) or not np.array_equal(oof_labels, labels):
+        if probs.shape != (len(data), NUM_CLASSES) or not np.array_equal(oof_labels, labels):
             raise StudyError(
                 f"trial {t.number}'s OOF predictions do not match the data: shape {probs.shape}, "
-                f"expected ({len(data)}, 18) with the same labels in TrainSet order."
+                f"expected ({len(data)}, {NUM_CLASSES}) with the same labels in TrainSet order."
             )
         out.append(
             Candidate(
@@ -125,14 +118,9 @@ def load_candidates(
     return out, notes
 
 
-def study_folds(study: optuna.Study, data: TrainSet) -> list[tuple[np.ndarray, np.ndarray]] | None:
-    """The search's folds (same fold seed, same people), or None for a study without them."""
-    from maskopt.trainer.folds import create_folds
-
-    attrs = study.user_attrs
-    if N_FOLDS not in attrs:
-        return None
-    return create_folds(data.strata(), data.groups(), int(attrs[N_FOLDS]), int(attrs[FOLD_SEED]))
+def study_folds(settings: StudySettings, data: TrainSet) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The search's folds: the same fold seed on the same people gives the same folds."""
+    return create_folds(data.strata(), data.groups(), settings.n_folds, settings.fold_seed)
 
 
 def fold_checkpoints(c: Candidate, store: ModelStore, work: Path) -> list[Path]:

@@ -23,18 +23,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from maskopt.bundle.manifest import BUNDLE, Manifest, Member, library_versions, write_manifest
+from maskopt.bundle.onnx_graph import check_exportable, export_onnx
+from maskopt.bundle.onnx_runtime import check_onnx
 from maskopt.bundle.reports import write_eval, write_oof_report
+from maskopt.data.layout import SUBMISSION, read_eval, read_train
 from maskopt.ensemble.choice import TARGET_KEYS, choose_ensemble
 from maskopt.ensemble.temperature import apply_temperature
 from maskopt.ensemble.vote import combine
 from maskopt.errors import ConfigError, DataError, StudyError
+from maskopt.export.candidates import check_data, fold_checkpoints, load_candidates, study_folds
 from maskopt.export.options import ExportOptions
-from maskopt.export.retrain import retrain_config
+from maskopt.export.plots import PlotsResult, write_plots
+from maskopt.export.retrain import copy_fold_models, epoch_cap_note, retrain_config
+from maskopt.export.retrain import retrain as retrain_members
+from maskopt.export.tradeoff import tradeoff_table, tta_oof
 from maskopt.outputs import check_out_dir, replace_dir
-from maskopt.store.records import CROP, DATA_DIR, DATA_FINGERPRINT, SKIP_BAD
+from maskopt.store.locations import create_artifact_store, study_artifacts_dir
+from maskopt.store.records import StudySettings, read_settings
+from maskopt.store.storage import load_study
+from maskopt.trainer.config import config_to_dict
+from maskopt.trainer.device import resolve_device
 
 __all__ = ["ExportReport", "export_best", "retrain_config"]
 
@@ -46,26 +56,25 @@ class ExportReport:
     out: Path
     manifest: Manifest
     submission: Path | None = None
-    plots: Any = None  # studies.plots.Plots: what was drawn and what skipped
+    plots: PlotsResult | None = None  # what was drawn and what was skipped
 
 
-def study_data(study: Any, data_dir: Path | None, skip_bad: bool | None) -> tuple[Path, bool]:
+def study_data(
+    name: str, settings: StudySettings, data_dir: Path | None, skip_bad: bool | None
+) -> tuple[Path, bool]:
     """The data folder and --skip-bad to export with: as given, else as the search recorded."""
-    attrs = study.user_attrs
     if data_dir is None:
-        recorded = attrs.get(DATA_DIR)
-        if recorded is None:
+        if settings.data_dir is None:
             raise ConfigError(
-                f"study {study.study_name!r} does not record its data folder (made before "
+                f"study {name!r} does not record its data folder (made before "
                 "maskopt 0.2): pass --data."
             )
-        data_dir = Path(recorded)
+        data_dir = Path(settings.data_dir)
         if not data_dir.is_dir():
             raise DataError(
-                f"the folder study {study.study_name!r} was searched on, {data_dir}, "
-                "is not here: pass --data."
+                f"the folder study {name!r} was searched on, {data_dir}, is not here: pass --data."
             )
-    return Path(data_dir), bool(attrs.get(SKIP_BAD, False)) if skip_bad is None else skip_bad
+    return Path(data_dir), settings.skip_bad if skip_bad is None else skip_bad
 
 
 def export_best(
@@ -74,31 +83,21 @@ def export_best(
     """`maskopt best --export`: choose, (re)train and write the bundle to `opts.out` (atomically).
     `echo` is told each step as it starts; `progress` shows bars while data is read and models
     train."""
-    from maskopt.data.layout import read_eval, read_train
-    from maskopt.export import candidates as cands_
-    from maskopt.export import retrain as retrain_
-    from maskopt.export.plots import write_plots
-    from maskopt.export.tradeoff import tradeoff_table, tta_oof
-    from maskopt.store.locations import create_artifact_store, study_artifacts_dir
-    from maskopt.store.storage import load_study
-    from maskopt.trainer.config import config_to_dict
-    from maskopt.trainer.device import resolve_device
 
     out, vote, retrain, tta, onnx = opts.out, opts.vote, opts.retrain, opts.tta, opts.onnx
     storage_url, study_name, top = opts.storage, opts.study, opts.top
     check_out_dir(out, BUNDLE)  # before any work: a refusal costs nothing
     if onnx:  # before any work: a missing extra costs nothing
-        from maskopt.bundle.onnx_runtime import check_onnx
-
         check_onnx(export=True)
     study = load_study(storage_url, study_name)
-    data_dir, skip_bad = study_data(study, opts.data, opts.skip_bad)
+    settings = read_settings(study)
+    data_dir, skip_bad = study_data(study_name, settings, opts.data, opts.skip_bad)
     store = create_artifact_store(study_artifacts_dir(storage_url, opts.artifacts, study))
-    crop = study.user_attrs.get(CROP, "center")
+    crop = settings.crop
     data = read_train(
         data_dir, skip_bad=skip_bad, crop=crop, cache_dir=opts.cache, progress=progress
     )
-    cands_.check_data(study, data, data_dir)
+    check_data(study_name, settings, data, data_dir)
     dev = str(resolve_device(opts.device))
     labels = data.labels()
 
@@ -108,7 +107,7 @@ def export_best(
     ):
         work = Path(work_s)
         # 1. candidates
-        cands, notes = cands_.load_candidates(study, store, data, top, work)
+        cands, notes = load_candidates(study, store, data, top, work)
         echo(f"{len(cands)} candidate trial(s) loaded with their OOF predictions")
 
         # 2. the members, judged out of sample over people
@@ -141,16 +140,12 @@ def export_best(
         )
 
         if onnx and retrain:  # an exporter failure must not come after hours of retraining
-            from maskopt.bundle.onnx_graph import check_exportable
-
             check_exportable([c.config for c in chosen], choice.weights, vote=vote, tta=tta)
         # 3. TTA on OOF (needs the fold models) and the trade-off table
-        folds = cands_.study_folds(study, data)
+        folds = study_folds(settings, data)
         involved = list({c.number: c for c in [best, *chosen]}.values())
         lacking = [
-            c.number
-            for c in involved
-            if not c.fold_models or folds is None or len(c.fold_models) != len(folds)
+            c.number for c in involved if not c.fold_models or len(c.fold_models) != len(folds)
         ]
         if not retrain and any(c.number in lacking for c in chosen):  # before any download
             raise StudyError(
@@ -168,8 +163,7 @@ def export_best(
         for c in involved:
             if c.number in lacking:
                 continue
-            assert folds is not None
-            fold_cks[c.number] = cands_.fold_checkpoints(c, store, work)
+            fold_cks[c.number] = fold_checkpoints(c, store, work)
             echo(f"measuring hflip TTA on OOF for trial {c.number}")
             tta_probs[c.number] = tta_oof(c, data, folds, fold_cks[c.number], dev)
         per_member = {c.number: 1 if retrain else len(c.fold_models) for c in [best, *chosen]}
@@ -193,12 +187,12 @@ def export_best(
 
         # 4. the members' models
         if retrain:
-            notes += [note for c in chosen if (note := retrain_.epoch_cap_note(c))]
-            trained = retrain_.retrain(
+            notes += [note for c in chosen if (note := epoch_cap_note(c))]
+            trained = retrain_members(
                 chosen, data, folder, device=dev, progress=progress, study=study_name
             )
         else:
-            trained = retrain_.copy_fold_models(chosen, fold_cks, folder)
+            trained = copy_fold_models(chosen, fold_cks, folder)
         manifest = Manifest(
             study=study_name,
             vote=vote,
@@ -218,7 +212,7 @@ def export_best(
                 for c, w in zip(chosen, choice.weights, strict=True)
             ),
             oof_f1=write_oof_report(folder, labels, ens_oof)["macro_f1"],
-            data_fingerprint=study.user_attrs[DATA_FINGERPRINT],
+            data_fingerprint=settings.data_fingerprint,
             data=str(data_dir.resolve()),
             skip_bad=skip_bad,
             choice=choice.as_dict(),
@@ -249,12 +243,10 @@ def export_best(
             manifest = dataclasses.replace(
                 manifest, heldout=scores.heldout, heldout_members=scores.members
             )
-            submission = Path(out) / "submission.csv"
+            submission = Path(out) / SUBMISSION
         else:
             notes.append(f"no eval/ folder in {data_dir}: no submission.csv and no held-out score.")
         if onnx:
-            from maskopt.bundle.onnx_graph import export_onnx
-
             echo("exporting the ensemble to model.onnx")
             export_onnx(folder, manifest=manifest)
         manifest = dataclasses.replace(manifest, notes=notes)

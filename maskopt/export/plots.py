@@ -12,13 +12,13 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import optuna
+import optuna.visualization as vis
 
 from maskopt.outputs import atomic_write_text
 from maskopt.store.records import varying_params
-
-if TYPE_CHECKING:
-    import optuna
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,6 @@ class PlotsResult:
 
 
 def _importance_skip(study: optuna.Study) -> str | None:
-    import optuna
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(complete) < 2:
@@ -41,8 +40,6 @@ def _importance_skip(study: optuna.Study) -> str | None:
 
 def study_figures(study: optuna.Study) -> tuple[list[tuple[str, Any]], dict[str, str]]:
     """(title, plotly figure) for each plot that can be drawn, and title -> reason for the rest."""
-    import optuna
-    import optuna.visualization as vis
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     plots: list[tuple[str, Callable[[], Any], str | None]] = [

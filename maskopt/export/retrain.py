@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from maskopt.progress import progress_bar
+from maskopt.trainer.checkpoint import save_checkpoint
+from maskopt.trainer.loop import fit
 
 if TYPE_CHECKING:
     from maskopt.data.layout import TrainSet
@@ -73,8 +75,6 @@ def retrain(
     study: str,
 ) -> Trained:
     """Train each member's config on all the data; checkpoints `models/trial-N.pt`."""
-    from maskopt.trainer.checkpoint import save_checkpoint
-    from maskopt.trainer.loop import fit
 
     cfgs = {
         c.number: dataclasses.replace(

@@ -10,8 +10,6 @@ values; nothing changes the candidates.
 from __future__ import annotations
 
 import dataclasses
-import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from maskopt import timing
+from maskopt.bundle.onnx_graph import onnx_images_per_s
 from maskopt.ensemble.temperature import apply_temperature
 from maskopt.ensemble.vote import combine
+from maskopt.trainer.checkpoint import load_model, read_checkpoint
+from maskopt.trainer.metrics import macro_f1
+from maskopt.trainer.models import create_model
+from maskopt.trainer.predict import predict_probs
 
 if TYPE_CHECKING:
     from maskopt.data.layout import TrainSet
@@ -49,8 +53,6 @@ def tta_oof(
     device: str,
 ) -> np.ndarray:
     """OOF probabilities with hflip TTA: each fold model on its own validation images."""
-    from maskopt.trainer.checkpoint import load_model, read_checkpoint
-    from maskopt.trainer.predict import predict_probs
 
     images = data.images(c.config.image_size)
     out = np.zeros_like(c.oof)
@@ -64,18 +66,12 @@ def tta_oof(
 
 
 def images_per_s(cfg: TrainConfig, images: np.ndarray, device: Any, tta: bool) -> float:
-    """Inference throughput of one model of this config, on `device`."""
-    from maskopt.trainer.models import create_model
-    from maskopt.trainer.predict import predict_probs
-
+    """Inference throughput of one (randomly initialised) model of this config, on `device`
+    (timing.images_per_s: bounded in time however slow the model)."""
     model = create_model(dataclasses.replace(cfg, pretrained=False, weights=None), device)
-    predict_probs(model, images[:8], device=device, tta=tta)  # warm-up (allocations, cudnn)
-    best = math.inf
-    for _ in range(3):  # the fastest of three: other processes only ever slow a run down
-        start = time.perf_counter()
-        predict_probs(model, images, device=device, tta=tta)
-        best = min(best, time.perf_counter() - start)
-    return len(images) / max(best, 1e-9)
+    return timing.images_per_s(
+        lambda x: predict_probs(model, x, device=device, tta=tta), np.asarray(images)
+    )
 
 
 def tradeoff_table(
@@ -93,7 +89,6 @@ def tradeoff_table(
     """OOF macro F1 against inference images/s: the best single trial and the ensemble (if
     any), each with and without TTA (`tta`: TTA OOF probabilities by trial number;
     `temperature`: each ensemble member's, applied before the vote as the bundle does)."""
-    from maskopt.trainer.metrics import macro_f1
 
     labels = data.labels()
     speed: dict[tuple[int, bool], float] = {}
@@ -103,8 +98,6 @@ def tradeoff_table(
         for t in (False, True):
             speed[(c.number, t)] = images_per_s(c.config, imgs, device, t)
             if onnx:
-                from maskopt.bundle.onnx_graph import onnx_images_per_s
-
                 ort[(c.number, t)] = onnx_images_per_s(c.config, imgs, t)
 
     def ips(table: dict, group: Sequence[Candidate], t: bool) -> float | None:

@@ -15,9 +15,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from optuna.artifacts import FileSystemArtifactStore
+
 from maskopt.errors import ConfigError
 from maskopt.outputs import check_shared_dir, mark_dir
-from maskopt.store.s3 import is_s3_url
+from maskopt.store.records import StudySettings
+from maskopt.store.s3 import create_s3_artifact_store, is_s3_url
 from maskopt.store.storage import create_storage, sqlite_path
 
 if TYPE_CHECKING:
@@ -39,7 +42,7 @@ ARTIFACTS_MARKER = ".maskopt-artifacts"
 def artifacts_dir_for(url: str, artifacts: str | os.PathLike | None) -> Path | str:
     """Where artifacts go: `artifacts` if given, else beside the SQLite file
     (maskopt.db -> maskopt.artifacts/). A folder is a Path; an s3://bucket[/prefix] URL stays
-    the str it came as (Path() would eat its //; studies.s3). A server URL needs an explicit
+    the str it came as (Path() would eat its //; store.s3). A server URL needs an explicit
     location that every worker machine reaches: a shared folder or an S3 URL."""
     if is_s3_url(artifacts):
         return str(artifacts)
@@ -61,9 +64,9 @@ def study_artifacts_dir(
     """A study's artifact location: `given` (--artifacts); else the one its search recorded
     (an S3 URL, or a folder if it is there from here: it may be relative to another working
     directory); else the default beside the SQLite file."""
-    from maskopt.store.records import ARTIFACTS_DIR
 
-    recorded = study.user_attrs.get(ARTIFACTS_DIR)
+    settings = StudySettings.from_attrs(study.user_attrs)
+    recorded = None if settings is None else settings.artifacts_dir
     if given is None and recorded and (is_s3_url(recorded) or Path(recorded).is_dir()):
         return artifacts_dir_for(url, recorded)
     return artifacts_dir_for(url, given)
@@ -88,12 +91,9 @@ def find_artifact_store(
 
 def create_artifact_store(location: str | os.PathLike) -> ModelStore:
     """The Optuna artifact store at `location`: an s3://bucket[/prefix] URL (its bucket
-    checked, studies.s3), or a folder (created) for Optuna's file-system store."""
+    checked, store.s3), or a folder (created) for Optuna's file-system store."""
     if is_s3_url(location):
-        from maskopt.store.s3 import create_s3_artifact_store
-
         return create_s3_artifact_store(str(location))
-    from optuna.artifacts import FileSystemArtifactStore
 
     directory = Path(location)
     try:
@@ -120,18 +120,19 @@ def check_artifacts_dir(url: str, location: Path | str, flag: str = "--artifacts
 def recorded_dirs(url: str) -> list[str]:
     """Every folder the studies of `url` record (artifacts, TensorBoard); none for a storage
     that is not there yet."""
-    from maskopt.store.records import ARTIFACTS_DIR, TENSORBOARD_DIR
 
     path = sqlite_path(url)
     if path is not None and not path.is_file():
         return []
     storage = create_storage(url, heartbeat=False, must_exist=True)
     try:
+        found = [StudySettings.from_attrs(s.user_attrs) for s in storage.get_all_studies()]
         return [
-            str(s.user_attrs[key])
-            for s in storage.get_all_studies()
-            for key in (ARTIFACTS_DIR, TENSORBOARD_DIR)
-            if s.user_attrs.get(key) and not is_s3_url(s.user_attrs[key])
+            folder
+            for settings in found
+            if settings is not None
+            for folder in (settings.artifacts_dir, settings.tensorboard_dir)
+            if folder and not is_s3_url(folder)
         ]
     finally:
         storage.remove_session()
@@ -144,7 +145,6 @@ TENSORBOARD_MARKER = ".maskopt-tensorboard"
 def check_tensorboard_dir(url: str, tensorboard: str | os.PathLike | None) -> Path:
     """The search's TensorBoard folder, before any work: absent, empty, maskopt's or one a study
     records; anything else is refused in one line (maskopt.outputs.check_shared_dir)."""
-    from maskopt.store.locations import recorded_dirs
 
     return check_shared_dir(
         tensorboard_dir_for(url, tensorboard),
@@ -160,7 +160,6 @@ def tensorboard_dir_for(url: str, tensorboard: str | os.PathLike | None) -> Path
     file (maskopt.db -> maskopt.tensorboard/), else ./maskopt.tensorboard on this machine."""
     if tensorboard is not None:
         return Path(tensorboard)
-    from maskopt.store.storage import sqlite_path
 
     path = sqlite_path(url)
     return path.with_suffix(".tensorboard") if path is not None else Path("maskopt.tensorboard")
@@ -170,7 +169,6 @@ def mlflow_uri_for(url: str) -> str | None:
     """The MLflow store of a search: None where MLFLOW_TRACKING_URI is set (MLflow reads it)
     or the storage is a server (MLflow's own default); else a SQLite file beside the SQLite
     storage (maskopt.db -> maskopt.mlflow.db)."""
-    from maskopt.store.storage import sqlite_path
 
     path = sqlite_path(url)
     if os.environ.get("MLFLOW_TRACKING_URI") or path is None:

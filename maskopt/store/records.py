@@ -22,11 +22,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from optuna.artifacts.exceptions import ArtifactNotFound
+
 from maskopt.errors import StudyError
+from maskopt.trainer.config import config_from_dict
 
 if TYPE_CHECKING:
     import optuna
@@ -261,9 +264,11 @@ def count_states(source: optuna.Study | Sequence[FrozenTrial]) -> dict[str, int]
     return counts
 
 
-def count_finished(source: optuna.Study | Sequence[FrozenTrial]) -> int:
-    """COMPLETE + PRUNED trials: what --trials counts."""
-    return sum(t.state.name in FINISHED for t in all_trials(source))
+def count_finished(source: optuna.Study | Sequence[FrozenTrial] | Mapping[str, int]) -> int:
+    """COMPLETE + PRUNED trials: what --trials counts (of a study, its trials, or the counts
+    by state that `count_states` gives)."""
+    counts = source if isinstance(source, Mapping) else count_states(source)
+    return sum(counts.get(state, 0) for state in FINISHED)
 
 
 def complete_trials(source: optuna.Study | Sequence[FrozenTrial]) -> list[FrozenTrial]:
@@ -304,7 +309,6 @@ def varying_params(trials: Sequence[FrozenTrial]) -> list[str]:
 
 def trial_config(study: optuna.Study, number: int) -> TrainConfig:
     """The TrainConfig trial `number` trained with; StudyError if there is none."""
-    from maskopt.trainer.config import config_from_dict
 
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     if number not in trials:
@@ -319,19 +323,67 @@ def trial_config(study: optuna.Study, number: int) -> TrainConfig:
     return config_from_dict(record.config)
 
 
-def settings_differ(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
-    """The MUST_MATCH settings in which a study (`have`) and a search (`want`) differ."""
-    return [
-        f"{what}: study has {have.get(key)!r}, this search {want[key]!r}"
-        for key, what in MUST_MATCH.items()
-        if key in want and key in have and have[key] != want[key]
-    ]
+@dataclass(frozen=True)
+class StudySettings:
+    """What a study records when it is made (its user attributes, STUDY_KEYS): the one reader
+    (`from_attrs`, `read_settings`) and writer (`to_attrs`, `record_settings`) of them."""
+
+    data_fingerprint: str
+    n_folds: int
+    space: str
+    epochs: int
+    crop: str = "center"
+    report: str = "epoch"
+    n_images: int | None = None
+    data_dir: str | None = None  # absent in studies made before maskopt 0.2
+    skip_bad: bool = False
+    artifacts_dir: str | None = None
+    tensorboard_dir: str | None = None
+    fold_seed: int = 0
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The user attributes, in STUDY_KEYS' order (FOLD_SEED last); None values left out."""
+        values = {key: getattr(self, key) for key in STUDY_KEYS}
+        return {key: value for key, value in values.items() if value is not None}
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> StudySettings | None:
+        """The settings a study holds; None until they are complete (FOLD_SEED is written
+        last), or in a study maskopt did not make."""
+        if FOLD_SEED not in attrs:
+            return None
+        known = {key: attrs[key] for key in STUDY_KEYS if key in attrs}
+        return cls(**known)
+
+    def differ(self, want: StudySettings) -> list[str]:
+        """The MUST_MATCH settings in which this study and a search (`want`) differ."""
+        return [
+            f"{what}: study has {getattr(self, key)!r}, this search {getattr(want, key)!r}"
+            for key, what in MUST_MATCH.items()
+            if getattr(self, key) != getattr(want, key)
+        ]
+
+
+def read_settings(study: optuna.Study) -> StudySettings:
+    """The study's settings; StudyError when it holds none (not made by `maskopt search`)."""
+    settings = StudySettings.from_attrs(study.user_attrs)
+    if settings is None:
+        raise StudyError(
+            f"study {study.study_name!r} has no maskopt settings: it was not made by "
+            "`maskopt search` (or the search making it stopped before recording them)."
+        )
+    return settings
+
+
+def record_settings(study: optuna.Study, settings: StudySettings) -> None:
+    """Write the settings in their order (by the process that made the study, only)."""
+    for key, value in settings.to_attrs().items():
+        study.set_user_attr(key, value)
 
 
 def kept_models(store: ModelStore, record: TrialRecord) -> tuple[str, ...]:
     """The trial's fold models if every one is in `store` (else none: the set is incomplete
     when the trial left the top K, or its worker died while writing or removing them)."""
-    from optuna.artifacts.exceptions import ArtifactNotFound
 
     for artifact_id in record.model_artifacts:
         try:

@@ -10,7 +10,7 @@ local test endpoint is only an environment variable away.
 
 The bucket is checked once when the store is made: a missing bucket, refused credentials or
 an endpoint that does not answer is one ConfigError line, before any trial runs.
-`studies.storage.create_artifact_store` is the one place that turns an --artifacts value
+`store.locations.create_artifact_store` is the one place that turns an --artifacts value
 (a folder or an s3:// URL) into a store.
 """
 
@@ -19,12 +19,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from optuna.artifacts import Boto3ArtifactStore
+
 from maskopt.errors import ConfigError
 
 if TYPE_CHECKING:
-    from optuna.artifacts import Boto3ArtifactStore
-
-    # the artifact store's public file protocol (open_reader / write / remove)
     from maskopt.store.records import ModelStore as ArtifactStore
 
 SCHEME = "s3://"
@@ -109,7 +108,6 @@ def create_s3_artifact_store(url: str, *, client: Any = None, check: bool = True
     client = client if client is not None else s3_client()
     if check:
         check_bucket(client, bucket)
-    from optuna.artifacts import Boto3ArtifactStore
 
     store = Boto3ArtifactStore(bucket, client=client)
     return PrefixedS3Store(store, prefix) if prefix else store

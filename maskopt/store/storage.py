@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import os
 import random
+import sqlite3
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import optuna
+import sqlalchemy.engine
+
 from maskopt.errors import ConfigError, StudyError
+from maskopt.store.records import read_trial, requeue
 
 if TYPE_CHECKING:
-    import optuna
     from optuna.storages import RDBStorage
 
 
@@ -66,7 +71,6 @@ def sqlite_path(url: str) -> Path | None:
 def check_url(url: str) -> None:
     """StudyError in one line for a URL that does not parse, names an unknown database or a
     missing folder (nothing is opened or created)."""
-    import sqlalchemy.engine
 
     try:
         parsed = sqlalchemy.engine.make_url(url)
@@ -105,7 +109,6 @@ def _enable_wal(url: str, path: Path) -> None:
     SQLite, which reads its header without writing. Not with a plain open(): closing any other
     descriptor of a database file drops every POSIX lock this process holds on it, and a worker
     that still has a connection open then corrupts the database."""
-    import sqlite3
 
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
     while True:
@@ -199,9 +202,6 @@ def storage_lock(url: str) -> Iterator[None]:
 
 
 def _rdb_storage(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]) -> RDBStorage:
-    import warnings
-
-    import optuna
 
     with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -211,7 +211,6 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]
 def requeue_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """The storage's callback for a trial failed for its silence (its worker died on another
     host, or hangs): its parameters go back in the queue (records.requeue)."""
-    from maskopt.store.records import read_trial, requeue
 
     requeue(study, read_trial(trial), died=True)
 
@@ -222,7 +221,6 @@ def study_names(storage: RDBStorage) -> list[str]:
 
 def load_study(url: str, name: str, *, storage: RDBStorage | None = None) -> optuna.Study:
     """The study `name` in `url`; StudyError listing the names present when it is missing."""
-    import optuna
 
     storage = storage or create_storage(url, heartbeat=False, must_exist=True)
     try:

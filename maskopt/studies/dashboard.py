@@ -11,11 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from maskopt.errors import ConfigError
-from maskopt.store.locations import artifacts_dir_for, create_artifact_store
-from maskopt.store.records import (
-    ARTIFACTS_DIR,
-    TENSORBOARD_DIR,
-)
+from maskopt.store.locations import artifacts_dir_for, create_artifact_store, tensorboard_dir_for
+from maskopt.store.records import StudySettings
 from maskopt.store.s3 import is_s3_url
 from maskopt.store.storage import create_storage
 
@@ -42,14 +39,14 @@ class Dashboard:
 def open_dashboard(url: str, artifacts: str | os.PathLike | None) -> Dashboard:
     """The storage and what goes with it: the artifact store (dashboard_artifacts) and the
     TensorBoard folders here (each study's, and the default beside the SQLite file)."""
-    from maskopt.store.locations import tensorboard_dir_for
 
     storage = create_storage(url, heartbeat=False, must_exist=True)
-    studies = storage.get_all_studies()
-    recorded = [str(s.user_attrs[ARTIFACTS_DIR]) for s in studies if ARTIFACTS_DIR in s.user_attrs]
+    found = [StudySettings.from_attrs(s.user_attrs) for s in storage.get_all_studies()]
+    settings = [s for s in found if s is not None]
+    recorded = [s.artifacts_dir for s in settings if s.artifacts_dir]
     location = dashboard_artifacts(url, artifacts, recorded)
     store = create_artifact_store(location) if location is not None else None
-    candidates = [s.user_attrs.get(TENSORBOARD_DIR) for s in studies]
+    candidates = [s.tensorboard_dir for s in settings]
     candidates.append(str(tensorboard_dir_for(url, None)))
     tensorboard = sorted({Path(c).resolve() for c in candidates if c and Path(c).is_dir()})
     return Dashboard(storage, location, store, tensorboard)

@@ -6,9 +6,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import optuna
+
 from maskopt.store.records import (
-    N_FOLDS,
-    SPACE,
+    StudySettings,
     best_trial,
     count_states,
 )
@@ -31,7 +32,6 @@ class StudyInfo:
 
 def list_studies(url: str) -> list[StudyInfo]:
     """Every study in `url`, with its trials by state, best value and last activity."""
-    import optuna
 
     storage = create_storage(url, heartbeat=False, must_exist=True)
     out = []
@@ -40,7 +40,7 @@ def list_studies(url: str) -> list[StudyInfo]:
         trials = study.get_trials(deepcopy=False)
         times = [w for t in trials for w in (t.datetime_start, t.datetime_complete) if w]
         best = best_trial(trials)
-        attrs = frozen.user_attrs
+        settings = StudySettings.from_attrs(frozen.user_attrs)
         out.append(
             StudyInfo(
                 frozen.study_name,
@@ -48,8 +48,8 @@ def list_studies(url: str) -> list[StudyInfo]:
                 best.value if best else None,
                 best.number if best else None,
                 max(times, default=None),
-                attrs.get(SPACE),
-                attrs.get(N_FOLDS),
+                None if settings is None else settings.space,
+                None if settings is None else settings.n_folds,
             )
         )
     storage.remove_session()

@@ -7,7 +7,8 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import optuna
 
 from maskopt.errors import ConfigError
 from maskopt.outputs import check_file_out
@@ -25,9 +26,6 @@ from maskopt.store.records import (
 from maskopt.store.storage import load_study
 from maskopt.trainer.config import save_config
 
-if TYPE_CHECKING:
-    import optuna
-
 MAX_TABLE_PARAMS = 6  # a table row stays readable; --config-out gives the whole config
 
 
@@ -42,7 +40,6 @@ class BestTrials:
 def key_params(study: optuna.Study, complete: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
     """The parameters that matter: the most important ones by Optuna's parameter importance
     when it can be computed, else those that vary, else all (at most MAX_TABLE_PARAMS)."""
-    import optuna
 
     varying = varying_params(complete)
     if len(complete) >= 2 and varying:

@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
+import torch
 
-if TYPE_CHECKING:
-    import torch
+from maskopt.data.labels import NUM_CLASSES
+from maskopt.trainer.device import (
+    amp_dtype,
+    check_placement,
+    norm_tensors,
+    resolve_device,
+    to_input,
+)
 
 
 def predict_probs(
@@ -25,22 +30,13 @@ def predict_probs(
     TTA averages the probabilities of each image and its mirror image (the only flip
     training uses). The model's train/eval mode is restored afterwards.
     """
-    import torch
-
-    from maskopt.trainer.device import (
-        amp_dtype,
-        check_placement,
-        norm_tensors,
-        resolve_device,
-        to_input,
-    )
 
     dev = resolve_device(device)
     check_placement(model, dev, "predict_probs")
     mean, std = norm_tensors(dev)
     dtype = amp_dtype(dev)
     index = np.arange(len(images_uint8)) if rows is None else np.asarray(rows)
-    out = np.empty((len(index), 18), dtype=np.float32)
+    out = np.empty((len(index), NUM_CLASSES), dtype=np.float32)
     was_training = model.training
     model.eval()
     try:

@@ -21,7 +21,11 @@ from maskopt.data.labels import OLD_AGE
 from maskopt.data.layout import TrainSet, read_train
 from maskopt.errors import ConfigError
 from maskopt.outputs import Owned, atomic_write_text, check_out_dir, replace_dir
+from maskopt.trainer.checkpoint import save_checkpoint
 from maskopt.trainer.config import TrainConfig, config_to_dict, dump_config, load_config
+from maskopt.trainer.folds import create_folds
+from maskopt.trainer.loop import fit
+from maskopt.trainer.metrics import compute_metrics
 from maskopt.trainer.options import TrainOptions
 
 CHECKPOINT = "model.pt"
@@ -108,10 +112,6 @@ def train_to_dir(
     """Train and write `out`/model.pt, metrics.json, config.json and tensorboard/; returns what
     was written and scored. `full` trains on all the data (no validation).
     `out` is absent, empty or an earlier run (replaced whole once this one has finished)."""
-    from maskopt.trainer.checkpoint import save_checkpoint
-    from maskopt.trainer.folds import create_folds
-    from maskopt.trainer.loop import fit
-    from maskopt.trainer.metrics import compute_metrics
 
     check_out_dir(out, RUN)
     split: tuple[np.ndarray, np.ndarray] | None = None

@@ -157,7 +157,7 @@ def test_an_ensemble_the_exporter_refuses_stops_before_retraining(
     need("onnxscript", "onnx")
     import torch
 
-    import maskopt.trainer.loop
+    import maskopt.export.retrain
 
     def refuse(*args, **kwargs):
         raise RuntimeError("no ONNX op for aten::made_up")
@@ -166,7 +166,7 @@ def test_an_ensemble_the_exporter_refuses_stops_before_retraining(
         raise AssertionError("retrained before checking the export")
 
     monkeypatch.setattr(torch.onnx, "export", refuse)
-    monkeypatch.setattr(maskopt.trainer.loop, "fit", no_training)
+    monkeypatch.setattr(maskopt.export.retrain, "fit", no_training)  # the export's training
     out = tmp_path / "bundle"
     # --top 1: one member is enough, and the export's speed and TTA measurements stay short
     args = export_args(complementary_study, out, "--retrain", "--onnx", "--top", "1")

@@ -162,12 +162,12 @@ def test_export_refuses_other_data(finished_study, tmp_path: Path) -> None:
 
 
 def test_interrupted_export_leaves_no_bundle(finished_study, tmp_path: Path, monkeypatch) -> None:
-    import maskopt.export.plots as plots
+    import maskopt.export.export as export_module
 
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(plots, "write_plots", boom)
+    monkeypatch.setattr(export_module, "write_plots", boom)
     with pytest.raises(KeyboardInterrupt):
         export_best(
             ExportOptions(
@@ -229,17 +229,18 @@ def test_export_without_a_recorded_data_folder_asks_for_data(
 
 
 def test_the_export_reads_the_data_the_search_recorded(tmp_path: Path) -> None:
-    from types import SimpleNamespace
-
-    from maskopt.errors import DataError
+    from maskopt.errors import ConfigError, DataError
     from maskopt.export.export import study_data
+    from maskopt.store.records import StudySettings
 
-    def study(**attrs):
-        return SimpleNamespace(study_name="s", user_attrs=attrs)
+    def settings(**attrs):
+        return StudySettings(data_fingerprint="f", n_folds=2, space="s", epochs=1, **attrs)
 
     (tmp_path / "d").mkdir()
-    recorded = study(data_dir=str(tmp_path / "d"), skip_bad=True)
-    assert study_data(recorded, None, None) == (tmp_path / "d", True)
-    assert study_data(recorded, tmp_path / "other", False) == (tmp_path / "other", False)
+    recorded = settings(data_dir=str(tmp_path / "d"), skip_bad=True)
+    assert study_data("s", recorded, None, None) == (tmp_path / "d", True)
+    assert study_data("s", recorded, tmp_path / "other", False) == (tmp_path / "other", False)
     with pytest.raises(DataError, match=r"searched on, .*gone.* is not here: pass --data"):
-        study_data(study(data_dir=str(tmp_path / "gone")), None, None)
+        study_data("s", settings(data_dir=str(tmp_path / "gone")), None, None)
+    with pytest.raises(ConfigError, match="does not record its data folder"):
+        study_data("s", settings(), None, None)

@@ -38,7 +38,7 @@ def test_a_worker_waits_for_a_running_trial_and_fills_its_place_if_it_fails(
     opts = SearchOptions(storage=url, trials=2, seed=0, heartbeat=1, objective=FAKE)
     objective = load_objective(opts)
     storage = create_storage(url, heartbeat=False)
-    study, _ = open_study(opts, storage, objective.study_attrs)
+    study, _ = open_study(opts, storage, objective.settings)
     study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.5)
     other = study.ask()  # another worker's trial, alive (this process) and running
     other.set_user_attr(WORKER, this_worker().to_attr())

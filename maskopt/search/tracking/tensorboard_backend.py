@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from torch.utils.tensorboard.summary import hparams
+
 from maskopt.outputs import mark_dir
 from maskopt.search.tracking.base import scalar
 from maskopt.store.locations import TENSORBOARD_MARKER
@@ -55,7 +57,6 @@ class TensorBoardBackend:
 
     def end(self, value: float | None, state: str) -> None:
         from torch.utils.tensorboard import SummaryWriter
-        from torch.utils.tensorboard.summary import hparams
 
         assert self.run_dir is not None, "end before start"
         metric = math.nan if value is None else float(value)

@@ -29,6 +29,8 @@ from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import optuna
+
 from maskopt.errors import ConfigError
 from maskopt.search.tracking.base import METRICS, STATES, Backend, first_line, log
 from maskopt.search.tracking.mlflow_backend import MlflowBackend
@@ -85,7 +87,6 @@ class TrialRun:
         err: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        import optuna
 
         if err is None:
             state = "COMPLETE"
