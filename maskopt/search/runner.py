@@ -25,6 +25,7 @@ from maskopt.errors import StudyError
 from maskopt.progress import progress_bar
 from maskopt.search.gpus import plan_workers
 from maskopt.search.options import SearchOptions
+from maskopt.search.process import worker_main
 from maskopt.search.samplers import GridSearch, create_pruner, create_sampler
 from maskopt.search.study import open_study
 from maskopt.search.tracking.tracker import check_trackers, prepare_search_tracking
@@ -34,7 +35,6 @@ from maskopt.search.worker import (
     load_objective,
     max_steps,
     run_worker,
-    worker_main,
 )
 from maskopt.search.zombies import reap
 from maskopt.spaces import get_space

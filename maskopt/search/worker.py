@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import gc
 import importlib
-import os
 import sys
 import threading
 import time
@@ -262,19 +261,3 @@ def _free_device_memory() -> None:
     torch = sys.modules.get("torch")  # only if the objective used it
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def worker_main(opts: SearchOptions, index: int, env: dict[str, str]) -> None:
-    """Entry point of a spawned worker process (see maskopt.search.runner).
-
-    `env`: its GPU, share of cores and threads (maskopt.search.gpus.plan_workers), set
-    before anything imports torch."""
-    os.environ.update(env)
-    try:
-        result = run_worker(opts, index)
-    except MaskoptError as err:  # a bucket, storage or data that went away after the checks
-        raise SystemExit(f"worker {index}: {err}") from None
-    if result.failed_in_a_row >= MAX_FAILS_IN_A_ROW:
-        raise SystemExit(3)
-    if result.interrupted:
-        raise SystemExit(130)
