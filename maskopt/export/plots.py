@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import optuna.visualization as vis
 
 from maskopt.outputs import atomic_write_text
 from maskopt.store.records import varying_params
@@ -40,6 +39,9 @@ def _importance_skip(study: optuna.Study) -> str | None:
 
 def study_figures(study: optuna.Study) -> tuple[list[tuple[str, Any]], dict[str, str]]:
     """(title, plotly figure) for each plot that can be drawn, and title -> reason for the rest."""
+    # imported here: plotly's import edits the process's warning filters (through urllib3),
+    # and importing maskopt changes nothing global
+    import optuna.visualization as vis
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     plots: list[tuple[str, Callable[[], Any], str | None]] = [

@@ -26,11 +26,12 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "maskopt"
 
 # The libraries maskopt builds on are imported first: what importing them does (torch adds
-# warning filters) is theirs. What is checked is maskopt's own code, and that cv2 (whose import
-# edits LD_LIBRARY_PATH) and albumentations stay unimported until they are used.
+# warning filters, optuna.artifacts too, through urllib3) is theirs. What is checked is
+# maskopt's own code, and that cv2 (whose import edits LD_LIBRARY_PATH), albumentations and
+# plotly stay unimported until they are used.
 UNTOUCHED = """
 import importlib, os, pkgutil, sys, warnings
-import optuna, timm, torch
+import optuna, optuna.artifacts, timm, torch
 env, filters, level = dict(os.environ), list(warnings.filters), optuna.logging.get_verbosity()
 import maskopt
 for m in pkgutil.walk_packages(maskopt.__path__, "maskopt."):
@@ -41,7 +42,7 @@ create_storage("sqlite:///" + sys.argv[1], heartbeat=True, interval=2).remove_se
 assert dict(os.environ) == env, set(os.environ.items()) ^ set(env.items())
 assert list(warnings.filters) == filters, "warning filters changed"
 assert optuna.logging.get_verbosity() == level, "optuna's log level changed"
-assert "albumentations" not in sys.modules
+assert "albumentations" not in sys.modules and "plotly" not in sys.modules
 from maskopt.data.augment import create_augment
 create_augment(1)
 print(os.environ.get("NO_ALBUMENTATIONS_UPDATE"), "albumentations" in sys.modules)
