@@ -36,8 +36,8 @@ def _maskopt(*args: str, cwd: Path) -> None:
 def _scores(bundle: Path, data: Path) -> dict:
     import numpy as np
 
+    from maskopt.bundle.manifest import read_manifest
     from maskopt.data.layout import read_eval
-    from maskopt.studies.bundle import read_manifest
 
     m = read_manifest(bundle)
     with np.load(bundle / "eval_probs.npz") as z:
@@ -47,7 +47,8 @@ def _scores(bundle: Path, data: Path) -> dict:
 
 
 def run_seed(seed: int, args: argparse.Namespace, work: Path) -> dict:
-    from maskopt.studies.export import export_best
+    from maskopt.export.export import export_best
+    from maskopt.export.options import ExportOptions
     from maskopt.trainer.metrics import bootstrap_f1, bootstrap_gain
 
     folder = work / f"seed-{seed}"
@@ -76,7 +77,7 @@ def run_seed(seed: int, args: argparse.Namespace, work: Path) -> dict:
     scored = {}
     for name, kw in runs.items():
         out = folder / f"bundle-{name}"
-        export_best(storage_url=url, study_name="maskopt", out=out, progress=False, **kw)
+        export_best(ExportOptions(storage=url, study="maskopt", out=out, **kw), progress=False)
         scored[name] = _scores(out, data)
     solution, groups = scored["single"]["solution"], scored["single"]["groups"]
     result = {"seed": seed, "search_s": round(search_s), "total_s": 0}  # nan: not recorded

@@ -44,7 +44,7 @@ def main() -> None:
     import optuna
 
     from maskopt.data.synth import synthesize
-    from maskopt.studies.storage import create_storage
+    from maskopt.store.storage import create_storage
 
     work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     synthesize(work / "data", people=args.people, seed=0, size=(192, 256), progress=False)

@@ -26,7 +26,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
 def build_bundle(folder: Path, backbones: list[str], size: int, tta: bool):
-    from maskopt.studies.bundle import Manifest, Member, write_manifest
+    from maskopt.bundle.manifest import Manifest, Member, write_manifest
     from maskopt.trainer.checkpoint import save_checkpoint
     from maskopt.trainer.config import TrainConfig, config_to_dict
     from maskopt.trainer.models import create_model
@@ -49,8 +49,9 @@ def legacy_export(folder: Path, manifest, out: Path) -> None:
 
     import torch
 
+    from maskopt.bundle.onnx_graph import ensemble_module
+    from maskopt.bundle.onnx_runtime import OUTPUT, input_sizes
     from maskopt.data.cache import image_shape
-    from maskopt.studies.onnx_bundle import OUTPUT, ensemble_module, input_sizes
 
     sizes = input_sizes(manifest)
     examples = tuple(
@@ -78,8 +79,8 @@ def measure(folder: Path, manifest, images, args, bf16: bool, tta: bool) -> list
     """Alternate the runtimes on the same images; one row per runtime."""
     import numpy as np
 
-    from maskopt.studies.bundle import predict_images
-    from maskopt.studies.onnx_bundle import onnx_session, predict_onnx
+    from maskopt.bundle.onnx_runtime import onnx_session, predict_onnx
+    from maskopt.bundle.predict import predict_images
     from maskopt.trainer.checkpoint import load_model
 
     def images_for(size: int) -> np.ndarray:
@@ -151,8 +152,8 @@ def main() -> None:
     import torch
 
     from bench._report import write_section
+    from maskopt.bundle.onnx_graph import export_onnx
     from maskopt.data.cache import image_shape
-    from maskopt.studies.onnx_bundle import export_onnx
     from maskopt.trainer.device import cpu_bf16
 
     if args.threads:

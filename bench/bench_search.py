@@ -37,7 +37,7 @@ def main() -> None:
     import optuna
 
     from maskopt.data.synth import synthesize
-    from maskopt.studies.storage import create_storage
+    from maskopt.store.storage import create_storage
 
     work = Path(tempfile.mkdtemp(prefix="bench-search-"))
     synthesize(work / "data", people=args.people, seed=args.seed, size=(192, 256), progress=False)

@@ -38,7 +38,7 @@ def measure(people: int, seed: int, epochs: int, tmp: Path) -> dict:
     t = time.perf_counter()
     summary = synthesize(tmp / f"d{seed}", people=people, eval_people=0, seed=seed, progress=False)
     synth_s = time.perf_counter() - t
-    ds = read_train(summary["out"], progress=False)
+    ds = read_train(summary.out, progress=False)
     folds = create_folds(ds.strata(), ds.groups(), 5, 0)
     cfg = TrainConfig(epochs=epochs)
     t = time.perf_counter()

@@ -20,7 +20,7 @@ echo "== 4/5 best trials -> ensemble bundle =="
 "$maskopt" best
 "$maskopt" best --export --out bundle
 echo "== 5/5 the bundle on the 900 held-out people (macro F1 with its 95% interval) =="
-"$maskopt" predict bundle --eval --out bundle/eval_predictions.csv
+"$maskopt" predict bundle --eval --out eval_predictions.csv
 
 echo
 echo "demo done in $(( $(date +%s) - start ))s (setup not counted)."

@@ -12,7 +12,8 @@ import pytest
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-pytest_plugins = ("tests.s3_server",)  # the local S3 endpoint fixtures: s3_server, s3_bucket
+# the local S3 endpoint (s3_server, s3_bucket) and finished studies (finished_study, ...)
+pytest_plugins = ("tests.s3_server", "tests.study_fixtures")
 
 TINY_PEOPLE = 24
 TINY_EVAL_PEOPLE = 8

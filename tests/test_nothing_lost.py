@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from maskopt.cli import app
 from maskopt.trainer.config import save_config
 from tests.search.test_search_tracking import TINY_SPACE
-from tests.studies.conftest import FinishedStudy, build_study, complementary_oof
+from tests.study_fixtures import FinishedStudy, build_study, complementary_oof
 from tests.trainer.conftest import tiny_cfg
 
 runner = CliRunner(env={"COLUMNS": "200"})

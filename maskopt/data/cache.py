@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +39,8 @@ from maskopt.data.crop import (
     resize_box,
 )
 from maskopt.errors import DataError, MaskoptError
-from maskopt.outputs import atomic_path
+from maskopt.outputs import atomic_path, atomic_write_text
+from maskopt.progress import progress_bar
 
 __all__ = [
     "CacheInfo",
@@ -136,10 +136,6 @@ def _load_boxes(path: Path, n: int) -> np.ndarray | None:
     return boxes if boxes.shape == (n, _BOX_COLUMNS) else None
 
 
-def _progress_enabled(progress: bool) -> bool:
-    return progress and sys.stderr.isatty()
-
-
 def _build(
     paths: list[Path],
     image_size: int,
@@ -150,14 +146,6 @@ def _build(
 ) -> np.ndarray:
     """Decode all images into a temp file next to ``target`` and rename it; returns the
     box of each image (N, 5) (left, top, width, height, fell_back)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
     h, w = image_shape(image_size)
     tmp = target.with_name(f"{target.stem}.tmp{os.getpid()}.npy")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), h, w, 3))
@@ -166,15 +154,9 @@ def _build(
     boxes = np.zeros((len(paths), _BOX_COLUMNS), np.int32)
     # cv2 decodes and resizes without the GIL, so threads give real parallelism.
     workers = max(1, min(8, os.cpu_count() or 1))
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    )
     try:
         with (
-            Progress(*columns, disable=not _progress_enabled(progress), transient=True) as bar,
+            progress_bar(enabled=progress) as bar,
             ThreadPoolExecutor(workers) as pool,
         ):
             task = bar.add_task(f"decoding {len(paths)} images ({crop}, {w}x{h})", total=len(paths))
@@ -197,13 +179,11 @@ def _build(
         # (the map stays open until we return; renaming a mapped file is fine on POSIX)
         fallbacks = int(boxes[:, 4].sum())
         meta = {"n": len(paths), "crop": crop, "image_size": image_size, "fallbacks": fallbacks}
-        meta_tmp = tmp.with_suffix(".json")
-        meta_tmp.write_text(json.dumps(meta))
-        os.replace(meta_tmp, target.with_suffix(".json"))  # meta first: a visible .npy has its meta
-        os.replace(tmp, target)
+        # meta first: a visible .npy has its meta
+        atomic_write_text(target.with_suffix(".json"), json.dumps(meta), "--cache")
+        os.replace(tmp, target)  # the memmap was built in place under its temporary name
     except BaseException:
         tmp.unlink(missing_ok=True)
-        tmp.with_suffix(".json").unlink(missing_ok=True)
         raise
     return boxes
 

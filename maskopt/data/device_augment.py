@@ -23,12 +23,9 @@ forks that generator per run (maskopt.trainer.loop).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import torch
 
 from maskopt.data.augment import check_strength
-
-if TYPE_CHECKING:
-    import torch
 
 
 class DeviceAugment:
@@ -47,7 +44,6 @@ class DeviceAugment:
         return names + (["CoarseDropout"] if self._holes else [])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        import torch
 
         with torch.no_grad():
             out = self._seq(x)
@@ -95,7 +91,6 @@ def coarse_dropout(
 ) -> torch.Tensor:
     """Black out 1..max_holes boxes (each side a `side` share of the image's) in a share `p`
     of the samples: albumentations' CoarseDropout, every sample drawn apart."""
-    import torch
 
     n, _, h, w = x.shape
     active = (torch.rand(n) < p)[:, None] & (
@@ -123,7 +118,6 @@ def box_mask(
     """(N, 1, H, W) bool on `device`: True inside each sample's box [y0, y1) x [x0, x1).
 
     Built there from the N boxes (no image-sized mask crosses from the CPU)."""
-    import torch
 
     y0, y1, x0, x1 = (t.to(device).view(-1, 1, 1) for t in (y0, y1, x0, x1))
     rows = torch.arange(h, device=device).view(1, h, 1)

@@ -19,6 +19,7 @@ lists; `run_eda` returns the numbers for the CLI's tables.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import os
 import time
@@ -38,9 +39,11 @@ from maskopt.data.labels import (
     MASK_NAMES,
     NUM_CLASSES,
     age_band,
+    decode,
 )
-from maskopt.data.layout import TrainSet
-from maskopt.outputs import atomic_write_text
+from maskopt.data.layout import IMAGES, TRAIN, TrainSet, read_train
+from maskopt.outputs import atomic_write_text, check_file_out
+from maskopt.progress import progress_bar
 
 SMALL = (48, 64)  # width x height of the decoded copy: enough for hashes and the lower face
 HASH_BITS = 12  # of 64: dHash distance below which two photos are compared closely
@@ -170,7 +173,41 @@ def mask_state_probs(faces: np.ndarray, masks: np.ndarray, groups: np.ndarray) -
     return cross_val_predict(model, rel, masks, groups=groups, cv=cv, method="predict_proba")
 
 
-def label_flags(records: Sequence, probs: np.ndarray | None) -> list[dict]:
+@dataclass(frozen=True)
+class Flag:
+    """A photo to look at, and why."""
+
+    person: str
+    folder: str  # the person's folder under train/images
+    file: str
+    check: str  # what looks wrong
+    prob: float  # how sure the check is (1.0: the same picture filed twice)
+
+
+@dataclass(frozen=True)
+class EdaSummary:
+    """What `run_eda` found (counts of images unless named people_*)."""
+
+    images: int
+    people: int
+    skipped_people: int
+    classes: list[int]  # per class
+    mask: list[int]  # per mask state
+    gender: list[int]
+    age: list[int]  # per age band
+    people_gender: list[int]
+    people_age: list[int]
+    sizes: dict[str, int]  # "WxH" -> images
+    formats: dict[str, int]
+    duplicates: list[list[str]]  # groups of paths relative to train/images
+    flags: list[Flag]
+    mask_check_confusion: list[list[int]] | None  # filed as x looks like y (None: < 4 people)
+    html: str
+    root: str
+    seconds: float = 0.0
+
+
+def label_flags(records: Sequence, probs: np.ndarray | None) -> list[Flag]:
     """Photos to look at: a `normal` photo the model takes for a worn mask, an
     `incorrect_mask` photo it takes for no mask (the filed state at most FLAG_PROB)."""
     if probs is None:
@@ -185,18 +222,12 @@ def label_flags(records: Sequence, probs: np.ndarray | None) -> list[dict]:
             other, what = checks[r.mask]
             if p[r.mask] <= FLAG_PROB and p.argmax() == other:
                 flags.append(
-                    {
-                        "person": r.person,
-                        "folder": r.path.parent.name,
-                        "file": r.path.name,
-                        "check": what,
-                        "prob": round(float(p[other]), 3),
-                    }
+                    Flag(r.person, r.path.parent.name, r.path.name, what, round(float(p[other]), 3))
                 )
-    return sorted(flags, key=lambda f: -f["prob"])
+    return sorted(flags, key=lambda f: -f.prob)
 
 
-def same_picture_flags(records: Sequence, groups: list[list[int]]) -> list[dict]:
+def same_picture_flags(records: Sequence, groups: list[list[int]]) -> list[Flag]:
     """One picture filed under two mask states of one person: one of the labels is wrong."""
     flags = []
     for group in groups:
@@ -209,13 +240,13 @@ def same_picture_flags(records: Sequence, groups: list[list[int]]) -> list[dict]
             ]
             if other and r.mask != 0:  # name the normal / incorrect file, the rarer label
                 flags.append(
-                    {
-                        "person": r.person,
-                        "folder": r.path.parent.name,
-                        "file": r.path.name,
-                        "check": f"same picture as {', '.join(other)}",
-                        "prob": 1.0,
-                    }
+                    Flag(
+                        r.person,
+                        r.path.parent.name,
+                        r.path.name,
+                        f"same picture as {', '.join(other)}",
+                        1.0,
+                    )
                 )
     return flags
 
@@ -224,29 +255,32 @@ def _scan(paths: Sequence[Path], progress: bool) -> list[ImageInfo]:
     workers = min(4, os.cpu_count() or 1)  # PIL decodes outside the GIL
     with ThreadPoolExecutor(workers) as pool:
         it = pool.map(read_image_info, paths, chunksize=64)
-        if not progress:
-            return list(it)
-        from rich.progress import track
-
-        return list(track(it, total=len(paths), description="reading images", transient=True))
+        with progress_bar(enabled=progress) as bar:
+            return list(bar.track(it, total=len(paths), description="reading images"))
 
 
 def _rel(path: Path, root: Path) -> str:
     try:
-        return path.relative_to(root / "train" / "images").as_posix()
+        return path.relative_to(root / TRAIN / IMAGES).as_posix()
     except ValueError:
         return str(path)
 
 
-def run_eda(ds: TrainSet, out_html: Path, *, progress: bool = False) -> dict:
-    """Analyse `ds`, write the HTML report to `out_html` and return the numbers.
+def write_eda(
+    data_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    skip_bad: bool = False,
+    progress: bool = True,
+) -> EdaSummary:
+    """`maskopt eda`: read the data folder and write its HTML report to `out` (a file, replaced
+    atomically; checked before the data is read)."""
+    out = check_file_out(out)
+    return run_eda(read_train(Path(data_dir), skip_bad=skip_bad), out, progress=progress)
 
-    Keys: images, people, skipped_people, classes (18), mask (3), gender (2), age (3)
-    (image counts), people_gender (2), people_age (3), sizes {"WxH": n}, formats,
-    duplicates (groups of paths relative to train/images), flags (photos to look at:
-    person, folder, file, check, prob), mask_check_confusion (3x3: filed as x looks
-    like y, out of fold; None below 4 people), html, root, seconds.
-    """
+
+def run_eda(ds: TrainSet, out_html: Path, *, progress: bool = False) -> EdaSummary:
+    """Analyse `ds`, write the HTML report to `out_html` and return the numbers."""
     start = time.perf_counter()
     out_html = Path(out_html)
     records = ds.records
@@ -273,27 +307,30 @@ def run_eda(ds: TrainSet, out_html: Path, *, progress: bool = False) -> dict:
         else None
     )
 
-    summary = {
-        "images": len(records),
-        "people": len(person_rows),
-        "skipped_people": ds.skipped_people,
-        "classes": classes.tolist(),
-        "mask": np.bincount(labels // 6, minlength=3).tolist(),
-        "gender": np.bincount((labels // 3) % 2, minlength=2).tolist(),
-        "age": np.bincount(labels % 3, minlength=3).tolist(),
-        "people_gender": np.bincount(genders, minlength=2).tolist(),
-        "people_age": np.bincount(age_band(ages), minlength=3).tolist() if len(ages) else [0] * 3,
-        "sizes": dict(Counter(f"{i.size[0]}x{i.size[1]}" for i in infos).most_common()),
-        "formats": dict(Counter(i.fmt for i in infos).most_common()),
-        "duplicates": groups,
-        "flags": flags,
-        "mask_check_confusion": confusion,  # rows: filed as; columns: looks like
-        "html": str(out_html),
-        "root": str(ds.root),
-    }
+    mask, gender, age = decode(labels)
+    n_age = len(AGE_NAMES)
+    summary = EdaSummary(
+        images=len(records),
+        people=len(person_rows),
+        skipped_people=ds.skipped_people,
+        classes=classes.tolist(),
+        mask=np.bincount(mask, minlength=len(MASK_NAMES)).tolist(),
+        gender=np.bincount(gender, minlength=len(GENDER_NAMES)).tolist(),
+        age=np.bincount(age, minlength=n_age).tolist(),
+        people_gender=np.bincount(genders, minlength=len(GENDER_NAMES)).tolist(),
+        people_age=np.bincount(age_band(ages), minlength=n_age).tolist()
+        if len(ages)
+        else [0] * n_age,
+        sizes=dict(Counter(f"{i.size[0]}x{i.size[1]}" for i in infos).most_common()),
+        formats=dict(Counter(i.fmt for i in infos).most_common()),
+        duplicates=groups,
+        flags=flags,
+        mask_check_confusion=confusion,  # rows: filed as; columns: looks like
+        html=str(out_html),
+        root=str(ds.root),
+    )
     _write_html(out_html, summary, ages, genders, np.array([i.nbytes for i in infos]))
-    summary["seconds"] = round(time.perf_counter() - start, 2)
-    return summary
+    return dataclasses.replace(summary, seconds=round(time.perf_counter() - start, 2))
 
 
 # ---------------------------------------------------------------------------- report
@@ -308,7 +345,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def _write_html(
-    path: Path, s: dict, ages: np.ndarray, genders: np.ndarray, nbytes: np.ndarray
+    path: Path, s: EdaSummary, ages: np.ndarray, genders: np.ndarray, nbytes: np.ndarray
 ) -> None:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -318,17 +355,19 @@ def _write_html(
     classes = go.Figure(
         go.Bar(
             x=list(CLASS_NAMES),
-            y=s["classes"],
-            marker_color=[colours[c // 6] for c in range(NUM_CLASSES)],
+            y=s.classes,
+            marker_color=[colours[decode(c)[0]] for c in range(NUM_CLASSES)],
         )
     )
-    classes.update_layout(title="Images per class (18)", xaxis_tickangle=-45, height=450)
+    classes.update_layout(
+        title=f"Images per class ({NUM_CLASSES})", xaxis_tickangle=-45, height=450
+    )
     figs.append(("classes", classes))
 
     parts = make_subplots(rows=1, cols=3, subplot_titles=("mask", "gender", "age band"))
-    parts.add_trace(go.Bar(x=list(MASK_NAMES), y=s["mask"], marker_color=colours), 1, 1)
-    parts.add_trace(go.Bar(x=list(GENDER_NAMES), y=s["gender"]), 1, 2)
-    parts.add_trace(go.Bar(x=list(AGE_NAMES), y=s["age"]), 1, 3)
+    parts.add_trace(go.Bar(x=list(MASK_NAMES), y=s.mask, marker_color=colours), 1, 1)
+    parts.add_trace(go.Bar(x=list(GENDER_NAMES), y=s.gender), 1, 2)
+    parts.add_trace(go.Bar(x=list(AGE_NAMES), y=s.age), 1, 3)
     parts.update_layout(title="Images by mask, gender and age band", showlegend=False, height=380)
     figs.append(("labels", parts))
 
@@ -341,18 +380,18 @@ def _write_html(
     figs.append(("ages", people))
 
     sizes = make_subplots(rows=1, cols=2, subplot_titles=("image size (W x H)", "file size (KB)"))
-    sizes.add_trace(go.Bar(x=list(s["sizes"]), y=list(s["sizes"].values())), 1, 1)
+    sizes.add_trace(go.Bar(x=list(s.sizes), y=list(s.sizes.values())), 1, 1)
     sizes.add_trace(go.Histogram(x=nbytes / 1024, nbinsx=40), 1, 2)
     sizes.update_layout(title="Image sizes", showlegend=False, height=380)
     figs.append(("sizes", sizes))
 
-    if s["mask_check_confusion"] is not None:
+    if s.mask_check_confusion is not None:
         checks = go.Figure(
             go.Heatmap(
-                z=s["mask_check_confusion"],
+                z=s.mask_check_confusion,
                 x=[f"looks {m}" for m in MASK_NAMES],
                 y=[f"filed {m}" for m in MASK_NAMES],
-                text=s["mask_check_confusion"],
+                text=s.mask_check_confusion,
                 texttemplate="%{text}",
                 colorscale="Blues",
             )
@@ -371,18 +410,18 @@ def _write_html(
         + "</div>"
         for i, (name, fig) in enumerate(figs)
     ]
-    dup_rows = [(i + 1, len(g), ", ".join(g)) for i, g in enumerate(s["duplicates"])]
-    flag_rows = [(f["folder"], f["file"], f["check"], f["prob"]) for f in s["flags"]]
+    dup_rows = [(i + 1, len(g), ", ".join(g)) for i, g in enumerate(s.duplicates)]
+    flag_rows = [(f.folder, f.file, f.check, f.prob) for f in s.flags]
     overview = _table(
         ["images", "people", "skipped people", "female people", "sizes", "formats"],
         [
             (
-                s["images"],
-                s["people"],
-                s["skipped_people"],
-                s["people_gender"][1],
-                ", ".join(f"{k}: {v}" for k, v in s["sizes"].items()),
-                ", ".join(f"{k}: {v}" for k, v in s["formats"].items()),
+                s.images,
+                s.people,
+                s.skipped_people,
+                s.people_gender[1],
+                ", ".join(f"{k}: {v}" for k, v in s.sizes.items()),
+                ", ".join(f"{k}: {v}" for k, v in s.formats.items()),
             )
         ],
     )
@@ -391,14 +430,14 @@ def _write_html(
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;
 text-align:left;font-size:90%}}</style></head><body>
-<h1>maskopt EDA: {html.escape(str(s.get("root", "")))}</h1>
+<h1>maskopt EDA: {html.escape(str(s.root))}</h1>
 {overview}
 {"".join(charts)}
-<h2>Duplicate images ({len(s["duplicates"])} groups)</h2>
+<h2>Duplicate images ({len(s.duplicates)} groups)</h2>
 <p>The same picture under more than one name (dHash within {HASH_BITS} of 64 bits, then
 standardised thumbnails within {SAME_IMAGE}).</p>
 {_table(["group", "images", "files"], dup_rows) if dup_rows else "<p>none found</p>"}
-<h2>Photos to check ({len(s["flags"])})</h2>
+<h2>Photos to check ({len(s.flags)})</h2>
 <p>Photos whose file name says one mask state while a model trained on the other people
 gives that state at most {FLAG_PROB} and finds another the most likely: a mask photo filed
 as <code>normal</code>, or a <code>normal</code> photo filed as <code>incorrect_mask</code>?</p>

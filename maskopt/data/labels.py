@@ -13,6 +13,11 @@ MASK_NAMES = ("wear", "incorrect", "not_worn")
 GENDER_NAMES = ("male", "female")
 AGE_NAMES = ("<30", "30-59", ">=60")
 OLD_AGE = 60  # the true threshold of the top age band; validation always uses it
+YOUNG_AGE = 30  # the lower bound of the middle band
+# Where a config may start the top band for TRAINING (the real set has few people of 60+,
+# and a 58 year old looks like one): the search spaces sample from these.
+TRAIN_OLD_AGES = (OLD_AGE - 2, OLD_AGE - 1, OLD_AGE)
+MAX_OLD_AGE = 100  # old_age must lie in YOUNG_AGE + 1 .. MAX_OLD_AGE
 
 # file stem in a person's folder -> mask state
 MASK_FILES: dict[str, int] = {
@@ -28,12 +33,12 @@ GENDER_CODES = {"male": 0, "female": 1}
 
 
 def age_band(age: int | np.ndarray, old_age: int = OLD_AGE) -> int | np.ndarray:
-    """0 for <30, 1 for 30..old_age-1, 2 for >=old_age (old_age must be in 31..100)."""
-    if not 30 < old_age <= 100:
-        raise ValueError(f"old_age must be in 31..100, but got {old_age=}.")
+    """0 for <30, 1 for 30..old_age-1, 2 for >=old_age (old_age in 31..100)."""
+    if not YOUNG_AGE < old_age <= MAX_OLD_AGE:
+        raise ValueError(f"old_age must be in {YOUNG_AGE + 1}..{MAX_OLD_AGE}, but got {old_age=}.")
     if isinstance(age, np.ndarray):
-        return (age >= 30).astype(np.int64) + (age >= old_age).astype(np.int64)
-    return int(age >= 30) + int(age >= old_age)
+        return (age >= YOUNG_AGE).astype(np.int64) + (age >= old_age).astype(np.int64)
+    return int(age >= YOUNG_AGE) + int(age >= old_age)
 
 
 def encode(mask: int | np.ndarray, gender: int | np.ndarray, age: int | np.ndarray):

@@ -36,7 +36,16 @@ from maskopt.errors import DataError
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-CSV_COLUMNS = ("id", "gender", "race", "age", "path")
+DEFAULT_DATA = Path("data")  # where every command looks for the data folder unless told
+# The layout's names (the one place they are written; synth writes them, the export's
+# submission takes info.csv's columns).
+TRAIN, EVAL, IMAGES = "train", "eval", "images"  # DATA/train/, DATA/eval/, .../images/
+TRAIN_CSV, INFO_CSV, SOLUTION_CSV = "train.csv", "info.csv", "solution.csv"
+CSV_COLUMNS = ("id", "gender", "race", "age", "path")  # train.csv
+IMAGE_ID, ANSWER, PERSON = "ImageID", "ans", "person"
+EVAL_COLUMNS = (IMAGE_ID, ANSWER)  # info.csv, and a submission
+SOLUTION_COLUMNS = (IMAGE_ID, ANSWER, PERSON)  # solution.csv (person: optional)
+SUBMISSION = "submission.csv"
 MAX_AGE = 120
 _EXPECTED_FILES = "mask1..mask5, incorrect_mask, normal as .jpg/.jpeg/.png"
 _MAX_LISTED = 200  # problems shown in full; a broken copy of 18,900 files would flood the terminal
@@ -369,7 +378,7 @@ def read_train(
     """
     check_crop(crop)
     root = _check_root(data_dir)
-    train, images = root / "train", root / "train" / "images"
+    train, images = root / TRAIN, root / TRAIN / IMAGES
     if not images.is_dir():
         where = (
             f"no train/ folder in {root}" if not train.is_dir() else f"no images/ folder in {train}"
@@ -379,7 +388,7 @@ def read_train(
         )
     problems: dict[str, list[str]] = {}
     unlisted: set[str] = set()  # folders with no train.csv row: reported, never read
-    csv_path = train / "train.csv"
+    csv_path = train / TRAIN_CSV
     if csv_path.is_file():
         people = _people_from_csv(csv_path, images, problems, unlisted)
     else:
@@ -504,15 +513,15 @@ def read_eval(
     """The eval set of ``data_dir`` (None without an eval/ folder); DataError lists problems."""
     check_crop(crop)
     root = _check_root(data_dir)
-    folder = root / "eval"
+    folder = root / EVAL
     if not folder.is_dir():
         return None
-    info = folder / "info.csv"
+    info = folder / INFO_CSV
     if not info.is_file():
         raise DataError(f"{folder}: no info.csv (expected columns ImageID,ans)")
-    rows = _read_csv(info, ("ImageID",))
-    ids = [(r["ImageID"] or "").strip() for r in rows]
-    paths = [folder / "images" / i for i in ids]
+    rows = _read_csv(info, (IMAGE_ID,))
+    ids = [(r[IMAGE_ID] or "").strip() for r in rows]
+    paths = [folder / IMAGES / i for i in ids]
     problems = []
     problems += [f"info.csv line {n}: empty ImageID" for n, i in enumerate(ids, start=2) if not i]
     problems += [
@@ -530,7 +539,7 @@ def read_eval(
             [f"... and {len(problems) - _MAX_LISTED} more"] if len(problems) > _MAX_LISTED else []
         )
         raise DataError(f"{folder}: {len(problems)} problem(s)", shown)
-    solution, groups = _read_solution(folder / "solution.csv", ids)
+    solution, groups = _read_solution(folder / SOLUTION_CSV, ids)
     cache = Path(cache_dir) if cache_dir else None
     return EvalSet(root, ids, paths, solution, crop, cache, progress, groups)
 
@@ -550,18 +559,18 @@ def _read_solution(path: Path, ids: list[str]) -> tuple[np.ndarray | None, np.nd
     an optional person column); (None, None) without the file, groups None without people."""
     if not path.is_file():
         return None, None
-    rows = _read_csv(path, ("ImageID", "ans"))
+    rows = _read_csv(path, EVAL_COLUMNS)
     truth: dict[str, int] = {}
     person: dict[str, str] = {}
     for r in rows:
-        image_id = r["ImageID"].strip()
+        image_id = r[IMAGE_ID].strip()
         try:
-            truth[image_id] = int(r["ans"])
+            truth[image_id] = int(r[ANSWER])
         except (TypeError, ValueError):
             raise DataError(
                 f"{path}: ans {r['ans']!r} of {image_id} is not a class 0..17"
             ) from None
-        person[image_id] = r.get("person", "").strip()
+        person[image_id] = r.get(PERSON, "").strip()
     missing = [i for i in ids if i not in truth]
     if missing:
         raise DataError(f"{path}: no answer for {len(missing)} image(s), e.g. {missing[0]}")

@@ -35,9 +35,21 @@ import numpy as np
 
 import maskopt
 from maskopt.data.cache import CACHE_DIRNAME
-from maskopt.data.labels import GENDER_NAMES, MASK_FILES, OLD_AGE, age_band, encode
+from maskopt.data.labels import GENDER_NAMES, MASK_FILES, NUM_CLASSES, OLD_AGE, age_band, encode
+from maskopt.data.layout import (
+    CSV_COLUMNS,
+    EVAL,
+    EVAL_COLUMNS,
+    IMAGES,
+    INFO_CSV,
+    SOLUTION_COLUMNS,
+    SOLUTION_CSV,
+    TRAIN,
+    TRAIN_CSV,
+)
 from maskopt.errors import ConfigError
 from maskopt.outputs import Owned, atomic_write_text, check_out_dir, replace_dir
+from maskopt.progress import progress_bar
 
 # cv2 is imported inside the functions that draw: importing it edits os.environ
 # (LD_LIBRARY_PATH), and importing maskopt changes nothing in the process.
@@ -48,6 +60,8 @@ AGE_BAND_SHARE = (0.47, 0.46, 0.07)
 JPEG_QUALITY = 90
 FACE_SCALE = 1.3  # face size against the photo: ~60% of the centre crop's width
 MIN_SIDE = 32
+PEOPLE = 150  # the default number of train people
+SIZE = (384, 512)  # the real photos' width x height
 PHOTO_STEMS = tuple(MASK_FILES)  # mask1..mask5, incorrect_mask, normal
 # The file that marks a folder as a set `synth` wrote (with its settings): only such a set, and
 # nothing else, is replaced by a later `synth` into the same folder.
@@ -56,7 +70,7 @@ MARKED = ("people", "eval_people", "size", "seed")
 SYNTHETIC = Owned(
     what="synthetic data set",
     marks=(MARKER,),
-    entries=frozenset({MARKER, "train", "eval", CACHE_DIRNAME}),
+    entries=frozenset({MARKER, TRAIN, EVAL, CACHE_DIRNAME}),
     made_by="maskopt synth",
 )
 
@@ -607,28 +621,45 @@ def _progress(total: int, enabled: bool) -> Iterator:
     if not enabled:
         yield lambda: None
         return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
+    with progress_bar() as bar:
         task = bar.add_task("drawing people", total=total)
         yield lambda: bar.advance(task)
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    """What `synthesize` wrote."""
+
+    out: str
+    people: int
+    eval_people: int
+    train_images: int
+    eval_images: int
+    size: str  # WIDTHxHEIGHT
+    seed: int
+    female: int  # train people
+    age_bands: list[int]  # train people per age band
+    classes: list[int]  # train images per class
+    train_ids: list[str]
+    eval_ids: list[str]
+    seconds: float
 
 
 def synthesize(
     out: str | Path,
     *,
-    people: int = 150,
+    people: int = PEOPLE,
     eval_people: int | None = None,
     seed: int = 0,
-    size: tuple[int, int] = (384, 512),
+    size: tuple[int, int] | str = SIZE,
     progress: bool = True,
-) -> dict:
+) -> SynthSummary:
     """Write a synthetic data set in the competition layout under `out`.
 
     train/train.csv, train/images/<id>_<gender>_<race>_<age>/{mask1..5,incorrect_mask,normal}.jpg,
     eval/info.csv (ans empty), eval/images/<ImageID> (other people, shuffled, opaque ids) and
     eval/solution.csv (ImageID, ans, person: the true class, old age 60, and whose photo it
-    is). `size` is (width, height).
+    is). `size` is (width, height), or the text WIDTHxHEIGHT.
     Returns a summary: counts of people, images and classes.
     """
     if people < 1:
@@ -637,13 +668,13 @@ def synthesize(
         eval_people = round(people * 2 / 3)
     if eval_people < 0:
         raise ConfigError(f"eval_people must be 0 or more, but got {eval_people=}.")
-    size = (int(size[0]), int(size[1]))
+    size = parse_size(size) if isinstance(size, str) else (int(size[0]), int(size[1]))
     check_size(size)
     out = check_out_dir(out, SYNTHETIC, "synth")  # before any drawing
     start = time.perf_counter()
     with replace_dir(out, SYNTHETIC, "synth") as folder:
         summary = _write(folder, people, eval_people, seed, size, progress)
-    return {"out": str(out), **summary, "seconds": round(time.perf_counter() - start, 2)}
+    return SynthSummary(out=str(out), **summary, seconds=round(time.perf_counter() - start, 2))
 
 
 def _write(
@@ -654,20 +685,20 @@ def _write(
     evals = make_people(eval_people, seed, split=1, first_id=people + 1)
 
     noise = _Noise(seed, *size)
-    train_dir, eval_dir = out / "train", out / "eval"
-    (train_dir / "images").mkdir(parents=True, exist_ok=True)
+    train_dir, eval_dir = out / TRAIN, out / EVAL
+    (train_dir / IMAGES).mkdir(parents=True, exist_ok=True)
     classes: Counter[int] = Counter()
     eval_rows: list[tuple[str, int, str]] = []  # ImageID, class, person
     with _progress(people + eval_people, progress) as advance:
         for p in train:
-            folder = train_dir / "images" / folder_name(p)
+            folder = train_dir / IMAGES / folder_name(p)
             folder.mkdir(exist_ok=True)
             for stem, img in render_person(p, size, noise).items():
                 (folder / f"{stem}.jpg").write_bytes(_encode_jpeg(img))
                 classes[int(encode(MASK_FILES[stem], p.gender, age_band(p.age)))] += 1
             advance()
         if eval_people:
-            (eval_dir / "images").mkdir(parents=True, exist_ok=True)
+            (eval_dir / IMAGES).mkdir(parents=True, exist_ok=True)
         for p in evals:
             for stem, img in render_person(p, size, noise).items():
                 # Opaque ids like the real set's: nothing in the name tells the label.
@@ -675,27 +706,27 @@ def _write(
                     hashlib.sha1(f"maskopt-synth:{seed}:{p.pid}:{stem}".encode()).hexdigest()
                     + ".jpg"
                 )
-                (eval_dir / "images" / image_id).write_bytes(_encode_jpeg(img))
+                (eval_dir / IMAGES / image_id).write_bytes(_encode_jpeg(img))
                 label = int(encode(MASK_FILES[stem], p.gender, age_band(p.age)))
                 eval_rows.append((image_id, label, p.pid))
             advance()
 
-    with open(train_dir / "train.csv", "w", newline="") as fh:
+    with open(train_dir / TRAIN_CSV, "w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["id", "gender", "race", "age", "path"])
+        writer.writerow(CSV_COLUMNS)
         for p in train:
             writer.writerow([p.pid, GENDER_NAMES[p.gender], p.race, p.age, folder_name(p)])
     if eval_people:
         order = np.random.default_rng([seed, 1, 2]).permutation(len(eval_rows))
         rows = [eval_rows[i] for i in order]
-        with open(eval_dir / "info.csv", "w", newline="") as fh:
+        with open(eval_dir / INFO_CSV, "w", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(["ImageID", "ans"])
+            writer.writerow(EVAL_COLUMNS)
             writer.writerows((image_id, "") for image_id, _, _ in rows)
-        with open(eval_dir / "solution.csv", "w", newline="") as fh:
+        with open(eval_dir / SOLUTION_CSV, "w", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")
             # person: held-out scores are bootstrapped over people, not images
-            writer.writerow(["ImageID", "ans", "person"])
+            writer.writerow(SOLUTION_COLUMNS)
             writer.writerows(rows)
 
     summary = {
@@ -707,7 +738,7 @@ def _write(
         "seed": seed,
         "female": sum(p.gender for p in train),
         "age_bands": [sum(age_band(p.age) == b for p in train) for b in range(3)],
-        "classes": [classes.get(c, 0) for c in range(18)],
+        "classes": [classes.get(c, 0) for c in range(NUM_CLASSES)],
         "train_ids": [p.pid for p in train],
         "eval_ids": [p.pid for p in evals],
     }

@@ -1,8 +1,7 @@
-"""The search: the k-fold objective, pruning, running a study with one or many workers."""
+"""The search: the k-fold objective, pruning, running a study with one or many workers.
 
-from __future__ import annotations
+Calling the package runs a search: `maskopt.search(trials=20)` is `maskopt.api.search`."""
 
-from maskopt.search.options import SearchOptions
-from maskopt.search.runner import SearchSummary, run_search
+from maskopt import callable_package
 
-__all__ = ["SearchOptions", "SearchSummary", "run_search"]
+callable_package(__name__)

@@ -24,7 +24,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import torch
+
 from maskopt.errors import ConfigError
+from maskopt.trainer.loop import cpu_share, default_workers
 
 
 @dataclass(frozen=True)
@@ -37,16 +40,12 @@ class WorkerPlan:
     def loader_workers(self, device_type: str) -> int:
         """The loader processes this worker's training runs get on `device_type`: what
         maskopt.trainer.loop.default_workers computes inside the worker."""
-        import torch
-
-        from maskopt.trainer.loop import default_workers
 
         return default_workers(torch.device(device_type), cpus=self.cpus)
 
 
 def visible_gpu_count() -> int:
     """CUDA devices torch sees in this process (0 without CUDA)."""
-    import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
@@ -93,7 +92,6 @@ def plan_workers(
     parent's environment: variables set there are kept, and CUDA_VISIBLE_DEVICES there maps
     the GPU numbers.
     """
-    from maskopt.trainer.loop import cpu_share
 
     environ = os.environ if environ is None else environ
     slots: list[str | None] = list(gpus) if gpus else [None] * workers

@@ -22,12 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from maskopt.studies.records import (
-    MODEL_ARTIFACTS,
-    ModelStore,
-    read_trials,
-    top_k_numbers,
-)
+from optuna.artifacts.exceptions import ArtifactNotFound
+
+from maskopt.store.records import MODEL_ARTIFACTS, ModelStore, read_trials, top_k_numbers
 
 if TYPE_CHECKING:
     import optuna
@@ -53,7 +50,6 @@ def write_fold_models(
 
 
 def remove_models(store: ModelStore, ids: Sequence[str]) -> None:
-    from optuna.artifacts.exceptions import ArtifactNotFound
 
     for artifact_id in ids:
         try:

@@ -32,38 +32,40 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import optuna
+from optuna.artifacts import upload_artifact
 
+from maskopt.data.labels import NUM_CLASSES, OLD_AGE
+from maskopt.data.layout import read_train
 from maskopt.errors import ConfigError
+from maskopt.search.models import write_fold_models
 from maskopt.search.options import SearchOptions
-from maskopt.studies.records import (
+from maskopt.search.tracking.tracker import create_search_tracker
+from maskopt.spaces import get_space
+from maskopt.store.locations import artifacts_dir_for, create_artifact_store
+from maskopt.store.records import (
     CLASS_F1,
     CONFIG,
-    CROP,
-    DATA_DIR,
-    DATA_FINGERPRINT,
     DURATION_S,
-    EPOCHS,
     EPOCHS_RUN,
     FOLD_BEST_EPOCH,
     FOLD_F1,
-    FOLD_SEED,
     IMAGES_PER_S,
-    N_FOLDS,
-    N_IMAGES,
     OOF_ARTIFACT,
-    REPORT,
-    SKIP_BAD,
-    SPACE,
+    StudySettings,
     enters_top_k,
+    read_settings,
 )
+from maskopt.trainer.checkpoint import save_checkpoint
+from maskopt.trainer.config import config_to_dict
+from maskopt.trainer.device import resolve_device
+from maskopt.trainer.folds import create_folds
+from maskopt.trainer.loop import FoldRun, default_workers
+from maskopt.trainer.metrics import compute_metrics, macro_f1
 
 if TYPE_CHECKING:
-    import optuna
-
-    from maskopt.search.tracking import TrialRun
+    from maskopt.search.tracking.tracker import TrialRun
     from maskopt.trainer.config import TrainConfig
-
-TRUE_OLD_AGE = 60
 
 
 class KFoldObjective:
@@ -71,11 +73,6 @@ class KFoldObjective:
     TensorBoard (and W&B / MLflow with --track: search.tracking); `close()` ends tracking."""
 
     def __init__(self, opts: SearchOptions) -> None:
-        from maskopt.data.layout import read_train
-        from maskopt.search.tracking import create_search_tracker
-        from maskopt.spaces import get_space
-        from maskopt.studies.storage import artifacts_dir_for
-        from maskopt.trainer.device import resolve_device
 
         self.opts = opts
         self.device = resolve_device(opts.device)
@@ -84,7 +81,7 @@ class KFoldObjective:
         self.data = read_train(
             opts.data, skip_bad=opts.skip_bad, crop=opts.crop, cache_dir=opts.cache
         )
-        self.labels = self.data.labels(TRUE_OLD_AGE)
+        self.labels = self.data.labels(OLD_AGE)
         # Checked once here, before any trial or worker: every trial would fail on it otherwise.
         n_people = len(np.unique(self.data.groups()))
         if not 2 <= opts.folds <= n_people:
@@ -98,22 +95,21 @@ class KFoldObjective:
         self._folds: list[tuple[np.ndarray, np.ndarray]] | None = None
         # The study's settings (maskopt.search.study records them, and checks the MUST_MATCH
         # ones when a search resumes or joins the study).
-        self.study_attrs: dict[str, Any] = {
-            DATA_FINGERPRINT: self.data.fingerprint(),
-            N_FOLDS: opts.folds,
-            SPACE: self.space.name,
-            EPOCHS: self.space.epochs,
-            CROP: opts.crop,
-            REPORT: opts.report,
-            N_IMAGES: len(self.data.records),
-            DATA_DIR: str(Path(opts.data).resolve()),
-            SKIP_BAD: bool(opts.skip_bad),
-        }
+        self.settings = StudySettings(
+            data_fingerprint=self.data.fingerprint(),
+            n_folds=opts.folds,
+            space=self.space.name,
+            epochs=self.space.epochs,
+            crop=opts.crop,
+            report=opts.report,
+            n_images=len(self.data.records),
+            data_dir=str(Path(opts.data).resolve()),
+            skip_bad=bool(opts.skip_bad),
+        )
 
     @property
     def store(self) -> Any:
         """The artifact store (its folder is made on first use: not before a trial runs)."""
-        from maskopt.studies.storage import create_artifact_store
 
         if self._store is None:
             self._store = create_artifact_store(self.artifacts)
@@ -124,7 +120,6 @@ class KFoldObjective:
         self.tracker.close()
 
     def folds(self, fold_seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        from maskopt.trainer.folds import create_folds
 
         if self._folds is None:
             self._folds = create_folds(
@@ -133,12 +128,9 @@ class KFoldObjective:
         return self._folds
 
     def __call__(self, trial: optuna.Trial) -> float:
-        import optuna
-
-        from maskopt.trainer.config import config_to_dict
 
         started = time.perf_counter()
-        fold_seed = int(trial.study.user_attrs[FOLD_SEED])
+        fold_seed = read_settings(trial.study).fold_seed
         cfg = replace(self.space.suggest(trial), seed=fold_seed)
         config = config_to_dict(cfg)
         trial.set_user_attr(CONFIG, json.dumps(config))
@@ -164,9 +156,6 @@ class KFoldObjective:
 
     def _run_interleaved(self, trial, cfg, folds, progress, run: TrialRun) -> list:
         """step = epoch, value = mean over folds of each fold's best-so-far F1 (monotone)."""
-        import optuna
-
-        from maskopt.trainer.loop import FoldRun, default_workers
 
         # k loaders are alive at once here: split the loader processes between them.
         workers = default_workers(self.device)
@@ -201,9 +190,6 @@ class KFoldObjective:
 
     def _run_fold_major(self, trial, cfg, folds, progress, run: TrialRun) -> list:
         """step = fold index, value = that fold's best F1 (for the Wilcoxon pruner)."""
-        import optuna
-
-        from maskopt.trainer.loop import FoldRun
 
         results = []
         for k, (train_idx, val_idx) in enumerate(folds):
@@ -229,10 +215,9 @@ class KFoldObjective:
     def _finish(
         self, trial, cfg: TrainConfig, results: list, progress: dict, started: float
     ) -> float:
-        from maskopt.trainer.metrics import compute_metrics, macro_f1
 
         n = len(self.labels)
-        probs = np.zeros((n, 18), dtype=np.float32)
+        probs = np.zeros((n, NUM_CLASSES), dtype=np.float32)
         seen = np.zeros(n, dtype=bool)
         for r in results:
             probs[r.val_index] = r.val_probs
@@ -257,7 +242,6 @@ class KFoldObjective:
 
     def _upload_oof(self, trial, tmp: Path, probs: np.ndarray) -> str:
         """The OOF probabilities, an Optuna artifact of the trial (optuna-dashboard shows it)."""
-        from optuna.artifacts import upload_artifact
 
         path = tmp / f"oof_trial{trial.number}.npz"
         np.savez_compressed(path, probs=probs, labels=self.labels)
@@ -265,8 +249,6 @@ class KFoldObjective:
 
     def _write_models(self, trial, tmp: Path, cfg: TrainConfig, results: list) -> list[str]:
         """The fold models, in the store under ids the trial lists first (search.models)."""
-        from maskopt.search.models import write_fold_models
-        from maskopt.trainer.checkpoint import save_checkpoint
 
         paths = []
         for k, r in enumerate(results):

@@ -1,8 +1,10 @@
-"""`SearchOptions`: everything one `maskopt search` run is told (picklable: workers get a copy)."""
+"""`SearchOptions`: everything one `maskopt search` run is told (picklable: workers get a copy),
+and the one home of its defaults. Kept free of heavy imports: the command line imports it for
+those defaults before `--help`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from maskopt.errors import ConfigError
@@ -11,7 +13,7 @@ SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp")
 PRUNERS = ("median", "wilcoxon", "hyperband", "none")
 
 # The objective factory a worker imports: "module:function", called as factory(opts) and
-# returning an object with `study_attrs` (dict), `__call__(trial) -> float` and, optionally,
+# returning an object with `settings` (store.records.StudySettings), `__call__(trial) -> float` and, optionally,
 # `close()` (called when the worker ends). Tests of the worker machinery point it at a fast
 # fake; the search always runs the k-fold objective.
 KFOLD_OBJECTIVE = "maskopt.search.objective:create_objective"
@@ -25,7 +27,9 @@ class SearchOptions:
     cache: Path | None = None
     skip_bad: bool = False
     # what to search
-    space: str = "auto"  # built-in name, a .yaml/.yml/.toml file, or auto (see resolve_space)
+    space: str = (
+        "auto"  # built-in name, a .yaml/.yml/.toml file, or auto (see runner.resolve_space)
+    )
     trials: int = 20  # finished (COMPLETE + PRUNED) trials the study should hold, all workers
     folds: int = 5
     epochs: int | None = None  # None: the space's epochs
@@ -95,24 +99,3 @@ class SearchOptions:
     def report(self) -> str:
         """What a pruning step is: "fold" for the Wilcoxon pruner, "epoch" for the rest."""
         return "fold" if self.pruner == "wilcoxon" else "epoch"
-
-
-def resolve_space(opts: SearchOptions) -> tuple[SearchOptions, str | None]:
-    """`--space auto`: the default space where a GPU trains (--gpus, or --device finds one), the
-    cpu space elsewhere. Returns the options with the space named, and a line saying what auto
-    chose (None when the space was named)."""
-    if opts.space != "auto":
-        return opts, None
-    from maskopt.trainer.device import resolve_device
-
-    on_gpu = bool(opts.gpus) or resolve_device(opts.device).type != "cpu"
-    space = "default" if on_gpu else "cpu"
-    note = f"space: {space} (--space auto: {'a GPU' if on_gpu else 'no GPU'} here)"
-    return replace(opts, space=space), note
-
-
-def parse_gpus(text: str | None) -> tuple[str, ...]:
-    """'0,1', '0,0,1,1' (two workers on each), 'all': see maskopt.search.gpus.parse_gpus."""
-    from maskopt.search.gpus import parse_gpus as parse
-
-    return parse(text)

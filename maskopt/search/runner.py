@@ -14,29 +14,44 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from maskopt.search.options import SearchOptions, resolve_space
+import optuna
+from sqlalchemy.exc import SQLAlchemyError
+
+from maskopt.errors import StudyError
+from maskopt.progress import progress_bar
+from maskopt.search.gpus import plan_workers
+from maskopt.search.options import SearchOptions
+from maskopt.search.process import worker_main
+from maskopt.search.samplers import GridSearch, create_pruner, create_sampler
+from maskopt.search.study import open_study
+from maskopt.search.tracking.tracker import check_trackers, prepare_search_tracking
 from maskopt.search.worker import (
     MAX_FAILS_IN_A_ROW,
     fail_reason,
     load_objective,
     max_steps,
     run_worker,
-    worker_main,
 )
-from maskopt.studies.records import (
-    FINISHED,
-    TrialRecord,
-    best_trial,
-    count_states,
-    read_trials,
+from maskopt.search.zombies import reap
+from maskopt.spaces import get_space
+from maskopt.store.locations import (
+    ARTIFACTS_MARKER,
+    artifacts_dir_for,
+    check_artifacts_dir,
+    check_tensorboard_dir,
+    create_artifact_store,
+    tensorboard_dir_for,
 )
+from maskopt.store.records import TrialRecord, best_trial, count_finished, count_states, read_trials
+from maskopt.store.s3 import is_s3_url
+from maskopt.store.storage import check_url, create_storage, sqlite_path, storage_lock
+from maskopt.trainer.device import resolve_device
 
 if TYPE_CHECKING:
-    import optuna
     from optuna.storages import RDBStorage
     from rich.console import Console
 
@@ -64,7 +79,7 @@ class SearchSummary:
 
     @property
     def finished(self) -> int:
-        return sum(self.counts.get(s, 0) for s in FINISHED)
+        return count_finished(self.counts)
 
 
 def summarize(
@@ -75,9 +90,6 @@ def summarize(
     interrupted: bool = False,
     problems: list[str] | None = None,
 ) -> SearchSummary:
-    import optuna
-
-    from maskopt.search.tracking import tensorboard_dir_for
 
     trials = optuna.load_study(study_name=opts.study, storage=storage).get_trials(deepcopy=False)
     records = read_trials(trials)
@@ -112,22 +124,8 @@ class _ProgressView:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> _ProgressView:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
 
-        self.progress = Progress(
-            BarColumn(bar_width=12),
-            MofNCompleteColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=self.console,
-            transient=False,
-        )
+        self.progress = progress_bar(console=self.console, transient=False, elapsed=True)
         self.task = self.progress.add_task("starting", total=self.opts.trials)
         self.progress.start()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -135,11 +133,6 @@ class _ProgressView:
         return self
 
     def _loop(self) -> None:
-        import optuna
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from maskopt.errors import StudyError
-        from maskopt.studies.storage import create_storage
 
         try:
             storage = create_storage(self.opts.storage, heartbeat=False)
@@ -167,7 +160,7 @@ class _ProgressView:
             text += f" | best {best.value:.4f} (#{best.number})"
         if durations:
             text += f" | {sum(durations) / len(durations):.0f} s/trial"
-        finished = sum(n.get(s, 0) for s in FINISHED)
+        finished = count_finished(n)
         self.progress.update(self.task, completed=min(finished, self.opts.trials), description=text)
 
     def __exit__(self, *exc: object) -> None:
@@ -177,29 +170,23 @@ class _ProgressView:
         self.progress.stop()
 
 
+def resolve_space(opts: SearchOptions) -> tuple[SearchOptions, str | None]:
+    """`--space auto`: the default space where a GPU trains (--gpus, or --device finds one), the
+    cpu space elsewhere. Returns the options with the space named, and a line saying what auto
+    chose (None when the space was named)."""
+    if opts.space != "auto":
+        return opts, None
+    on_gpu = bool(opts.gpus) or resolve_device(opts.device).type != "cpu"
+    space = "default" if on_gpu else "cpu"
+    note = f"space: {space} (--space auto: {'a GPU' if on_gpu else 'no GPU'} here)"
+    return replace(opts, space=space), note
+
+
 def run_search(
     opts: SearchOptions, *, show_progress: bool = True, console: Console | None = None
 ) -> SearchSummary:
     """Run (or resume) the study until it holds opts.trials finished trials; summary at the end.
     `--space auto` is resolved here (and said on `console`)."""
-    from maskopt.search.samplers import GridSearch, create_pruner, create_sampler
-    from maskopt.search.study import open_study
-    from maskopt.search.tracking import (
-        check_tensorboard_dir,
-        check_trackers,
-        prepare_search_tracking,
-    )
-    from maskopt.search.zombies import reap
-    from maskopt.spaces import get_space
-    from maskopt.studies.s3 import is_s3_url
-    from maskopt.studies.storage import (
-        artifacts_dir_for,
-        check_artifacts_dir,
-        check_url,
-        create_artifact_store,
-        create_storage,
-        storage_lock,
-    )
 
     started = time.perf_counter()
     opts, note = resolve_space(opts)
@@ -236,7 +223,7 @@ def run_search(
         storage = create_storage(opts.storage, heartbeat=False)
         # Create (or join and check) the study once, before any progress or worker: a study
         # made with other folds or data fails here in one line; workers only load it.
-        study, _ = open_study(opts, storage, objective.study_attrs, artifacts_dir)
+        study, _ = open_study(opts, storage, objective.settings, artifacts_dir)
         with storage_lock(opts.storage):  # trials of a killed earlier run: failed, requeued
             reap(study, storage)
         view = _ProgressView(opts, console) if show_progress else None
@@ -279,7 +266,6 @@ def _no_leftovers(url: str, artifacts: Path | str) -> Iterator[None]:
     """A search that ends before any trial exists (an error after the storage was made, all
     workers dead at start, Ctrl-C) leaves no new SQLite file or artifact folder (a bucket,
     made by the user, stays)."""
-    from maskopt.studies.storage import ARTIFACTS_MARKER, sqlite_path
 
     db = sqlite_path(url)
     new_db = db is not None and not db.exists()
@@ -298,10 +284,6 @@ def _no_leftovers(url: str, artifacts: Path | str) -> Iterator[None]:
 
 
 def _holds_no_trial(url: str) -> bool:
-    import optuna
-
-    from maskopt.errors import StudyError
-    from maskopt.studies.storage import create_storage
 
     try:
         storage = create_storage(url, heartbeat=False, must_exist=True)
@@ -318,7 +300,6 @@ def _holds_no_trial(url: str) -> bool:
 
 def _run_processes(opts: SearchOptions) -> tuple[bool, list[str]]:
     """Spawn one process per worker (one per GPU with --gpus) and wait for them."""
-    from maskopt.search.gpus import plan_workers
 
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked CUDA or DB state
     procs = [

@@ -9,16 +9,18 @@ pass: one creates it, the other refuses in one line.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import optuna
 
 from maskopt.errors import StudyError
 from maskopt.search.options import SearchOptions
-from maskopt.search.tracking import tensorboard_dir_for
-from maskopt.studies.records import ARTIFACTS_DIR, FOLD_SEED, TENSORBOARD_DIR, settings_differ
+from maskopt.store.locations import tensorboard_dir_for
+from maskopt.store.records import StudySettings, record_settings
 
 if TYPE_CHECKING:
-    import optuna
     from optuna.storages import BaseStorage
 
 # Seconds a joining process waits for the creator to record the settings (it takes
@@ -28,39 +30,33 @@ POLL_S = 0.1
 
 
 def study_settings(
-    opts: SearchOptions, study_attrs: dict[str, Any], artifacts_dir: str | None
-) -> dict[str, Any]:
-    """Everything the study records at creation, FOLD_SEED last."""
-    settings = dict(study_attrs)
-    if artifacts_dir is not None:
-        settings[ARTIFACTS_DIR] = str(artifacts_dir)  # a folder, or the s3:// URL as given
-    # where `maskopt dashboard` on this machine finds the trials' TensorBoard events
-    settings[TENSORBOARD_DIR] = str(tensorboard_dir_for(opts.storage, opts.tensorboard).resolve())
-    # A fixed default (0), not a random one: workers on many machines must agree on the folds.
-    settings[FOLD_SEED] = int(opts.seed or 0)
-    return settings
-
-
-def record_settings(study: optuna.Study, settings: dict[str, Any]) -> None:
-    """Write the settings in their order (the creator only)."""
-    for key, value in settings.items():
-        study.set_user_attr(key, value)
+    opts: SearchOptions, settings: StudySettings, artifacts_dir: str | None
+) -> StudySettings:
+    """Everything the study records at creation: the objective's settings, plus where this
+    search keeps artifacts and TensorBoard runs, and the fold seed."""
+    return dataclasses.replace(
+        settings,
+        # a folder, or the s3:// URL as given
+        artifacts_dir=None if artifacts_dir is None else str(artifacts_dir),
+        # where `maskopt dashboard` on this machine finds the trials' TensorBoard events
+        tensorboard_dir=str(tensorboard_dir_for(opts.storage, opts.tensorboard).resolve()),
+        # a fixed default (0), not a random one: workers on many machines must agree on folds
+        fold_seed=int(opts.seed or 0),
+    )
 
 
 def open_study(
     opts: SearchOptions,
     storage: BaseStorage,
-    study_attrs: dict[str, Any],
+    settings: StudySettings,
     artifacts_dir: str | None = None,
     *,
     wait_s: float = SETTINGS_WAIT_S,
 ) -> tuple[optuna.Study, bool]:
-    """The study `opts.study`, and whether this call created it: created with `study_attrs`
+    """The study `opts.study`, and whether this call created it: created with `settings`
     (plus the artifact folder and the fold seed), or joined and checked; StudyError naming
     every setting that differs."""
-    import optuna
-
-    settings = study_settings(opts, study_attrs, artifacts_dir)
+    settings = study_settings(opts, settings, artifacts_dir)
     try:
         study = optuna.create_study(study_name=opts.study, storage=storage, direction="maximize")
     except optuna.exceptions.DuplicatedStudyError:
@@ -70,7 +66,7 @@ def open_study(
         return study, True
     study = optuna.load_study(study_name=opts.study, storage=storage)
     have = _wait_for_settings(study, wait_s)
-    differ = settings_differ(have, settings)
+    differ = have.differ(settings)
     if differ:
         raise StudyError(
             f"study {opts.study!r} was made with other settings, so its trials are not comparable "
@@ -79,12 +75,12 @@ def open_study(
     return study, False
 
 
-def _wait_for_settings(study: optuna.Study, wait_s: float) -> dict[str, Any]:
+def _wait_for_settings(study: optuna.Study, wait_s: float) -> StudySettings:
     deadline = time.monotonic() + wait_s
     while True:
-        attrs = study.user_attrs
-        if FOLD_SEED in attrs:
-            return attrs
+        have = StudySettings.from_attrs(study.user_attrs)
+        if have is not None:
+            return have
         if time.monotonic() > deadline:
             raise StudyError(
                 f"study {study.study_name!r} has no maskopt settings after {wait_s:.0f} s: it was "

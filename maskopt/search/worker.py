@@ -20,19 +20,29 @@ from __future__ import annotations
 
 import gc
 import importlib
-import os
+import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+
 from maskopt.errors import MaskoptError
+from maskopt.search.models import Sweeper
 from maskopt.search.options import SearchOptions
-from maskopt.studies.records import FAIL_REASON, FINISHED, WORKER, read_trial, requeue
+from maskopt.search.samplers import create_pruner, create_sampler, grid_left
+from maskopt.search.zombies import reap, this_worker
+from maskopt.spaces import get_space
+from maskopt.store.locations import artifacts_dir_for, create_artifact_store
+from maskopt.store.records import FAIL_REASON, FINISHED, WORKER, count_finished, read_trial, requeue
+from maskopt.store.storage import create_storage, storage_lock
 
 if TYPE_CHECKING:
-    import optuna
     from optuna.storages import RDBStorage
     from optuna.trial import FrozenTrial
 
@@ -60,7 +70,6 @@ def load_objective(opts: SearchOptions) -> Any:
 
 
 def fail_reason(err: BaseException) -> str:
-    from maskopt.errors import MaskoptError
 
     if isinstance(err, MaskoptError):
         return str(err)
@@ -99,11 +108,6 @@ class Heartbeat:
 
 def look_after(study: optuna.Study, storage: RDBStorage) -> None:
     """Fail the trials of dead workers: at once on this host, after the grace elsewhere."""
-    import warnings
-
-    import optuna
-
-    from maskopt.search.zombies import reap
 
     reap(study, storage)
     with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
@@ -114,7 +118,6 @@ def look_after(study: optuna.Study, storage: RDBStorage) -> None:
 def ask(study: optuna.Study) -> optuna.Trial:
     """study.ask, without Optuna's warning that heartbeats are meant for study.optimize: this
     loop records them itself (Heartbeat), as optimize does."""
-    import warnings
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
@@ -130,19 +133,6 @@ def may_run(trials: list[optuna.trial.FrozenTrial], number: int, n: int) -> bool
 def run_worker(opts: SearchOptions, index: int = 0, objective: Any = None) -> WorkerResult:
     """Run trials until the study holds opts.trials finished ones (or timeout / Ctrl-C).
     The study exists and matches (maskopt.search.study.open_study, in run_search)."""
-    import optuna
-    from optuna.trial import TrialState
-
-    from maskopt.search.models import Sweeper
-    from maskopt.search.samplers import create_pruner, create_sampler, grid_left
-    from maskopt.search.zombies import this_worker
-    from maskopt.spaces import get_space
-    from maskopt.studies.storage import (
-        artifacts_dir_for,
-        create_artifact_store,
-        create_storage,
-        storage_lock,
-    )
 
     storage = create_storage(opts.storage, heartbeat=True, interval=opts.heartbeat)
     objective = objective if objective is not None else load_objective(opts)
@@ -180,7 +170,7 @@ def run_worker(opts: SearchOptions, index: int = 0, objective: Any = None) -> Wo
             with storage_lock(opts.storage):  # SQLite: the workers of this machine take turns
                 look_after(study, storage)
                 trials = study.get_trials(deepcopy=False)
-                finished = sum(t.state.name in FINISHED for t in trials)
+                finished = count_finished(trials)
                 running = sum(t.state == TrialState.RUNNING for t in trials)
                 grid = grid_left(sampler, trials)  # None unless --sampler grid
                 if finished >= opts.trials or (grid is not None and grid.unfinished == 0):
@@ -220,9 +210,8 @@ def run_worker(opts: SearchOptions, index: int = 0, objective: Any = None) -> Wo
 
 def max_steps(opts: SearchOptions, objective: Any) -> int:
     """The steps a trial reports: folds (wilcoxon) or epochs."""
-    from maskopt.studies.records import EPOCHS
 
-    return opts.folds if opts.report == "fold" else int(objective.study_attrs.get(EPOCHS, 1))
+    return opts.folds if opts.report == "fold" else int(objective.settings.epochs)
 
 
 def run_trial(
@@ -232,8 +221,6 @@ def run_trial(
     reason (a bad config, out of memory...; the study goes on). Ctrl-C fails it too, queues
     its parameters again and is raised on. A trial another worker has failed meanwhile (its
     heartbeats came late) stays failed: its parameters are queued already."""
-    import optuna
-    from optuna.trial import TrialState
 
     def tell(value: float | None = None, state: TrialState | None = None) -> FrozenTrial:
         return study.tell(trial, value, state=state, skip_if_finished=True)
@@ -259,7 +246,6 @@ def run_trial(
 
 
 def _set_attr_unless_finished(trial: optuna.Trial, key: str, value: Any) -> None:
-    from optuna.exceptions import UpdateFinishedTrialError
 
     try:
         trial.set_user_attr(key, value)
@@ -270,25 +256,8 @@ def _set_attr_unless_finished(trial: optuna.Trial, key: str, value: Any) -> None
 def _free_device_memory() -> None:
     """Give host memory and the GPU's cached blocks back after a trial (OOM or not); the
     objective has already closed its models."""
-    import sys
 
     gc.collect()
     torch = sys.modules.get("torch")  # only if the objective used it
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def worker_main(opts: SearchOptions, index: int, env: dict[str, str]) -> None:
-    """Entry point of a spawned worker process (see maskopt.search.runner).
-
-    `env`: its GPU, share of cores and threads (maskopt.search.gpus.plan_workers), set
-    before anything imports torch."""
-    os.environ.update(env)
-    try:
-        result = run_worker(opts, index)
-    except MaskoptError as err:  # a bucket, storage or data that went away after the checks
-        raise SystemExit(f"worker {index}: {err}") from None
-    if result.failed_in_a_row >= MAX_FAILS_IN_A_ROW:
-        raise SystemExit(3)
-    if result.interrupted:
-        raise SystemExit(130)

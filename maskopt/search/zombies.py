@@ -13,7 +13,10 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from maskopt.studies.records import FAIL_REASON, Worker, read_trials, requeue
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+
+from maskopt.store.records import FAIL_REASON, Worker, read_trials, requeue
 
 if TYPE_CHECKING:
     import optuna
@@ -76,8 +79,6 @@ def reap(study: optuna.Study, storage: BaseStorage) -> list[int]:
     """Fail the RUNNING trials of this host whose worker is gone and queue their parameters
     again; returns their numbers. Safe when several workers reap at once: the one whose state
     change succeeds queues the rerun."""
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
 
     study_id = None
     reaped = []

@@ -9,6 +9,7 @@ from typing import Any
 from maskopt.errors import ConfigError
 from maskopt.spaces.builtin import BUILTIN
 from maskopt.spaces.space import Param, Space, parse_params
+from maskopt.trainer.config import read_structured_file
 
 __all__ = ["Param", "Space", "get_space", "list_spaces", "space_from_dict", "load_space_file"]
 
@@ -66,7 +67,6 @@ def load_space_file(path: str | os.PathLike) -> Space:
         raise ConfigError(
             f"space file {str(path)!r}: expected .yaml, .yml or .toml, got {suffix!r}."
         )
-    from maskopt.trainer.config import read_structured_file
 
     data = read_structured_file(path, suffix, "space file")
     return space_from_dict(data, str(path), default_name=path.stem, source=str(path))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from maskopt.data.labels import TRAIN_OLD_AGES
+
 # For a GPU: ImageNet-pretrained backbones at 224 px (timm downloads the weights once).
 DEFAULT: dict[str, Any] = {
     "name": "default",
@@ -35,7 +37,7 @@ DEFAULT: dict[str, Any] = {
         "mix_alpha": {"low": 0.2, "high": 1.0, "when": {"mix": ["mixup", "cutmix"]}},
         # Competition trick: call people a little under 60 "old" while training, so the rare
         # 60+ class gets more examples; validation always scores the true 60 boundary.
-        "old_age": [58, 59, 60],
+        "old_age": list(TRAIN_OLD_AGES),
     },
 }
 
@@ -62,7 +64,7 @@ CPU: dict[str, Any] = {
         "dropout": {"low": 0.0, "high": 0.3},
         "head": ["single", "multi"],
         "augment": [0, 1],
-        "old_age": [58, 59, 60],
+        "old_age": list(TRAIN_OLD_AGES),
     },
 }
 

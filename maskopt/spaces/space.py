@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from maskopt.errors import ConfigError
+from maskopt.trainer.config import KEYS, config_from_dict, config_to_dict
 
 if TYPE_CHECKING:
     import optuna
@@ -163,7 +164,6 @@ def _parse_when(when: Any, bad) -> tuple[tuple[str, tuple[Any, ...]], ...]:
 
 def parse_params(where: str, params: Any) -> tuple[Param, ...]:
     """A mapping key -> spec, checked against TrainConfig's keys and each other."""
-    from maskopt.trainer.config import KEYS
 
     if not isinstance(params, dict) or not params:
         raise ConfigError(
@@ -203,7 +203,6 @@ class Space:
     source: str = "built-in"  # "built-in" or the file it came from
 
     def suggest(self, trial: optuna.Trial) -> TrainConfig:
-        from maskopt.trainer.config import config_from_dict
 
         values: dict[str, Any] = {}
         for p in self.params:
@@ -215,7 +214,6 @@ class Space:
 
     def fixed_config(self) -> TrainConfig:
         """The config with every sampled key at its first choice / low bound (a quick check)."""
-        from maskopt.trainer.config import config_from_dict
 
         values: dict[str, Any] = {}
         for p in self.params:
@@ -230,7 +228,6 @@ class Space:
     def check(self, where: str) -> None:
         """Every listed choice and both ends of every range must make a valid TrainConfig:
         a bad value fails when the space is read, not in trial 37."""
-        from maskopt.trainer.config import config_from_dict, config_to_dict
 
         base = config_to_dict(self.fixed_config())
         for p in self.params:

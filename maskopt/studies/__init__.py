@@ -1,1 +1,2 @@
-"""After the search: storage, listing, best trials, the ensemble, the export bundle, plots."""
+"""After the search, reading the store only: the studies in a storage, the best trials of one,
+and optuna-dashboard on them."""

@@ -1,31 +1,22 @@
-"""Looking at studies: the list of studies in a storage, and optuna-dashboard on it (with its
-artifact store and the trials' TensorBoard folders)."""
+"""The studies in a storage: trials by state, best value, last activity (`maskopt studies`)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from maskopt.errors import ConfigError
-from maskopt.studies.records import (
-    ARTIFACTS_DIR,
-    N_FOLDS,
-    SPACE,
-    TENSORBOARD_DIR,
+import optuna
+
+from maskopt.store.records import (
+    StudySettings,
     best_trial,
     count_states,
 )
-from maskopt.studies.s3 import is_s3_url
-from maskopt.studies.storage import artifacts_dir_for, create_artifact_store, create_storage
+from maskopt.store.storage import create_storage
 
 if TYPE_CHECKING:
-    from optuna.storages import RDBStorage
-
-    from maskopt.studies.records import ModelStore
+    pass
 
 
 @dataclass(frozen=True)
@@ -41,7 +32,6 @@ class StudyInfo:
 
 def list_studies(url: str) -> list[StudyInfo]:
     """Every study in `url`, with its trials by state, best value and last activity."""
-    import optuna
 
     storage = create_storage(url, heartbeat=False, must_exist=True)
     out = []
@@ -50,7 +40,7 @@ def list_studies(url: str) -> list[StudyInfo]:
         trials = study.get_trials(deepcopy=False)
         times = [w for t in trials for w in (t.datetime_start, t.datetime_complete) if w]
         best = best_trial(trials)
-        attrs = frozen.user_attrs
+        settings = StudySettings.from_attrs(frozen.user_attrs)
         out.append(
             StudyInfo(
                 frozen.study_name,
@@ -58,64 +48,9 @@ def list_studies(url: str) -> list[StudyInfo]:
                 best.value if best else None,
                 best.number if best else None,
                 max(times, default=None),
-                attrs.get(SPACE),
-                attrs.get(N_FOLDS),
+                None if settings is None else settings.space,
+                None if settings is None else settings.n_folds,
             )
         )
     storage.remove_session()
     return out
-
-
-def dashboard_url(host: str, port: int) -> str:
-    return f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{port}/"
-
-
-@dataclass(frozen=True)
-class Dashboard:
-    """What `maskopt dashboard` shows: the storage, its artifacts and TensorBoard folders."""
-
-    storage: RDBStorage
-    artifacts: Path | str | None  # the artifact store's folder or s3:// URL; None: none found
-    store: ModelStore | None
-    tensorboard: list[Path]  # folders here holding the trials' TensorBoard events
-
-
-def open_dashboard(url: str, artifacts: str | os.PathLike | None) -> Dashboard:
-    """The storage and what goes with it: the artifact store (dashboard_artifacts) and the
-    TensorBoard folders here (each study's, and the default beside the SQLite file)."""
-    from maskopt.search.tracking import tensorboard_dir_for
-
-    storage = create_storage(url, heartbeat=False, must_exist=True)
-    studies = storage.get_all_studies()
-    recorded = [str(s.user_attrs[ARTIFACTS_DIR]) for s in studies if ARTIFACTS_DIR in s.user_attrs]
-    location = dashboard_artifacts(url, artifacts, recorded)
-    store = create_artifact_store(location) if location is not None else None
-    candidates = [s.user_attrs.get(TENSORBOARD_DIR) for s in studies]
-    candidates.append(str(tensorboard_dir_for(url, None)))
-    tensorboard = sorted({Path(c).resolve() for c in candidates if c and Path(c).is_dir()})
-    return Dashboard(storage, location, store, tensorboard)
-
-
-def dashboard_artifacts(
-    url: str, artifacts: str | os.PathLike | None, recorded: Sequence[str]
-) -> Path | str | None:
-    """--artifacts as given; else the folder beside the SQLite file if it is there; else the
-    one location of those the studies `recorded` that is usable here (an s3:// URL, or a
-    folder there from here); else None (the dashboard runs without artifacts)."""
-    if artifacts is not None:
-        return artifacts_dir_for(url, artifacts)
-    try:
-        beside = artifacts_dir_for(url, None)
-    except ConfigError:  # a server URL
-        beside = None
-    if isinstance(beside, Path) and beside.is_dir():
-        return beside
-    usable = sorted({r for r in recorded if is_s3_url(r) or Path(r).is_dir()})
-    return artifacts_dir_for(url, usable[0]) if len(usable) == 1 else None
-
-
-def serve_dashboard(dashboard: Dashboard, host: str, port: int) -> None:
-    """Run optuna-dashboard on the storage (and the artifact store, when there is one); blocks."""
-    from optuna_dashboard import run_server
-
-    run_server(dashboard.storage, host=host, port=port, artifact_store=dashboard.store)

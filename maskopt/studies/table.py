@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+
+import optuna
 
 from maskopt.errors import ConfigError
-from maskopt.studies.records import (
+from maskopt.outputs import check_file_out
+from maskopt.store.locations import find_artifact_store
+from maskopt.store.records import (
     ModelStore,
     TrialRecord,
     complete_trials,
     count_states,
     kept_models,
     read_trial,
+    trial_config,
     varying_params,
 )
-
-if TYPE_CHECKING:
-    import optuna
+from maskopt.store.storage import load_study
+from maskopt.trainer.config import save_config
 
 MAX_TABLE_PARAMS = 6  # a table row stays readable; --config-out gives the whole config
 
@@ -35,7 +40,6 @@ class BestTrials:
 def key_params(study: optuna.Study, complete: Sequence[optuna.trial.FrozenTrial]) -> list[str]:
     """The parameters that matter: the most important ones by Optuna's parameter importance
     when it can be computed, else those that vary, else all (at most MAX_TABLE_PARAMS)."""
-    import optuna
 
     varying = varying_params(complete)
     if len(complete) >= 2 and varying:
@@ -48,6 +52,23 @@ def key_params(study: optuna.Study, complete: Sequence[optuna.trial.FrozenTrial]
             pass
     keys = varying or sorted({k for t in complete for k in t.params})
     return keys[:MAX_TABLE_PARAMS]
+
+
+def top_trials(
+    storage: str, study: str, top: int = 5, artifacts: str | os.PathLike | None = None
+) -> BestTrials:
+    """`maskopt best`: the study's top trials (best_trials), with its artifact store when
+    there is one to read (which trials keep their fold models)."""
+    found = load_study(storage, study)
+    return best_trials(found, top, find_artifact_store(storage, artifacts, found))
+
+
+def write_trial_config(storage: str, study: str, trial: int, out: str | os.PathLike) -> Path:
+    """`maskopt best --trial N --config-out FILE`: the trial's TrainConfig, in the format the
+    file's suffix names (refused before the study is read when `out` is a folder)."""
+    out = check_file_out(out, "--config-out")
+    save_config(trial_config(load_study(storage, study), trial), out)
+    return out
 
 
 def best_trials(study: optuna.Study, top: int = 5, store: ModelStore | None = None) -> BestTrials:

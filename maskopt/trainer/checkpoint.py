@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
 
 import maskopt
 from maskopt.errors import MaskoptError
 from maskopt.outputs import atomic_path
 from maskopt.trainer.config import TrainConfig, config_from_dict, config_to_dict
-
-if TYPE_CHECKING:
-    import torch
+from maskopt.trainer.device import place_model
+from maskopt.trainer.models import create_model
 
 
 class CheckpointError(MaskoptError):
@@ -30,7 +31,6 @@ def save_checkpoint(
     Extras must be plain Python values (numbers, strings, lists, dicts) so the file loads
     with torch's safe `weights_only=True`.
     """
-    import torch
 
     payload = {
         "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
@@ -45,7 +45,6 @@ def save_checkpoint(
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """The checkpoint's dict (tensors on the CPU); CheckpointError when it is not one."""
-    import torch
 
     path = Path(path)
     if not path.is_file():
@@ -68,8 +67,6 @@ def load_model(
     path: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> tuple[torch.nn.Module, TrainConfig]:
     """The checkpoint's model in eval mode on `device`, and its config."""
-    from maskopt.trainer.device import place_model
-    from maskopt.trainer.models import create_model
 
     ckpt = read_checkpoint(path)
     cfg = config_from_dict(ckpt["config"])

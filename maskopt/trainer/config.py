@@ -8,6 +8,7 @@ value and what is allowed in the message.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -15,8 +16,12 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from maskopt.data.labels import NUM_CLASSES
+import timm
+import yaml
+
+from maskopt.data.labels import MAX_OLD_AGE, NUM_CLASSES, OLD_AGE, YOUNG_AGE
 from maskopt.errors import ConfigError
+from maskopt.outputs import atomic_write_text
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "cosine", "plateau")
@@ -61,7 +66,7 @@ class TrainConfig:
     augment_on: str = "cpu"
     mix: str = "none"  # none / mixup / cutmix: each sample mixed with a partner, on the device
     mix_alpha: float = 1.0  # the mixing share is Beta(mix_alpha, mix_alpha), per sample
-    old_age: int = 60  # training targets call this age and above "old"; validation always uses 60
+    old_age: int = OLD_AGE  # training targets call this age and above "old"; validation: OLD_AGE
     seed: int = 0  # model init, batch order and augmentation
     # speed
     compile: bool = False  # torch.compile the training step's model (a one-off compile per run)
@@ -111,9 +116,6 @@ def _check_choice(cfg: TrainConfig, key: str, choices: tuple) -> None:
 
 
 def _check_backbone(name: str) -> None:
-    import difflib
-
-    import timm  # imported here: `maskopt --help` must not pay for it
 
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.7)
@@ -168,7 +170,7 @@ def _validate(cfg: TrainConfig) -> None:
     _check_choice(cfg, "augment_on", AUGMENT_ON)
     _check_choice(cfg, "mix", MIXES)
     _check_float(cfg, "mix_alpha", 0.0, 10.0, lo_open=True)
-    _check_int(cfg, "old_age", 31, 100)
+    _check_int(cfg, "old_age", YOUNG_AGE + 1, MAX_OLD_AGE)
     _check_int(cfg, "seed", 0, 2**32 - 1)
     if not isinstance(cfg.compile, bool):
         raise _bad("compile", cfg.compile, "true or false")
@@ -262,14 +264,12 @@ def dump_config(cfg: TrainConfig, suffix: str = ".json") -> str:
         import tomli_w
 
         return tomli_w.dumps({k: v for k, v in d.items() if v is not None})
-    import yaml
 
     return yaml.safe_dump(d, sort_keys=False)
 
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
     """Write `cfg` in the format its suffix names, atomically."""
-    from maskopt.outputs import atomic_write_text
 
     path = Path(path)
     text = dump_config(cfg, _suffix(path))

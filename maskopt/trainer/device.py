@@ -7,11 +7,12 @@ import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+import torch
+
+from maskopt.data.augment import MEAN, STD
 from maskopt.errors import ConfigError, MaskoptError
 
 if TYPE_CHECKING:
-    import torch
-
     from maskopt.trainer.config import TrainConfig
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -30,7 +31,6 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
 
     A `torch.device` is taken as it is: it was resolved already (or a test chose it).
     """
-    import torch
 
     if isinstance(name, torch.device):
         return name
@@ -60,7 +60,6 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
 def place_model(model: torch.nn.Module, device: str | torch.device) -> torch.nn.Module:
     """The one placement rule: `model` moved to `device`, in the memory layout that is fastest
     there (see `channels_last`). Every function that creates or loads a model calls this."""
-    import torch
 
     dev = resolve_device(device)
     model.to(dev)
@@ -81,8 +80,6 @@ def same_device(a: torch.device, b: torch.device) -> bool:
     if a.type != b.type:
         return False
     if a.index is None or b.index is None:
-        import torch
-
         if a.type != "cuda":
             return True
         current = torch.cuda.current_device()
@@ -107,7 +104,6 @@ def check_placement(model: torch.nn.Module, device: torch.device, where: str) ->
 
 
 def is_oom(err: BaseException) -> bool:
-    import torch
 
     return isinstance(err, torch.cuda.OutOfMemoryError) or (
         isinstance(err, RuntimeError) and "out of memory" in str(err)
@@ -137,7 +133,6 @@ def cpu_bf16() -> bool:
     (resnet10t at 64 px on 2 Zen 4 cores: 19 -> 45 img/s); without it bf16 is emulated
     and slower, so float32 stays. MASKOPT_CPU_BF16=0 or 1 overrides the check.
     """
-    import torch
 
     env = os.environ.get("MASKOPT_CPU_BF16")
     if env is not None:
@@ -149,7 +144,6 @@ def cpu_bf16() -> bool:
 def amp_dtype(device: torch.device):
     """bf16 autocast on CUDA (no loss scaling needed) and on CPUs with native bf16;
     full precision elsewhere (MPS, older CPUs)."""
-    import torch
 
     if device.type == "cuda" or (device.type == "cpu" and cpu_bf16()):
         return torch.bfloat16
@@ -175,7 +169,6 @@ def to_input(
     normalisation. Where convolutions run faster in it (see `channels_last`), the result is
     channels_last.
     """
-    import torch
 
     x = batch_uint8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
     if augment is not None:
@@ -188,9 +181,6 @@ def to_input(
 
 def norm_tensors(device: torch.device):
     """MEAN and STD of the data layer as (1, 3, 1, 1) tensors on `device`."""
-    import torch
-
-    from maskopt.data.augment import MEAN, STD
 
     mean = torch.tensor(MEAN, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     std = torch.tensor(STD, dtype=torch.float32, device=device).view(1, 3, 1, 1)

@@ -28,17 +28,30 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
 
+from maskopt.data.augment import create_augment
+from maskopt.data.device_augment import create_device_augment
 from maskopt.data.labels import OLD_AGE
 from maskopt.errors import ConfigError
 from maskopt.trainer.config import TrainConfig
+from maskopt.trainer.device import (
+    amp_dtype,
+    check_placement,
+    norm_tensors,
+    oom_as_error,
+    resolve_device,
+    to_input,
+)
+from maskopt.trainer.losses import class_weights, create_loss
 from maskopt.trainer.metrics import macro_f1
-
-if TYPE_CHECKING:
-    import torch
+from maskopt.trainer.mix import mix_batch
+from maskopt.trainer.models import create_model
+from maskopt.trainer.optim import create_optimizer, create_scheduler
+from maskopt.trainer.predict import predict_probs
 
 
 @dataclass
@@ -94,7 +107,6 @@ class _BatchReader:
         self.seed = seed
 
     def __getitem__(self, key):
-        import torch
 
         epoch, b, rows = key
         x = np.asarray(self.images[rows])
@@ -165,14 +177,6 @@ class FoldRun:
         device: str | torch.device = "auto",
         num_workers: int | None = None,
     ) -> None:
-        import torch
-
-        from maskopt.data.augment import create_augment
-        from maskopt.data.device_augment import create_device_augment
-        from maskopt.trainer.device import norm_tensors, oom_as_error, resolve_device
-        from maskopt.trainer.losses import class_weights, create_loss
-        from maskopt.trainer.models import create_model
-        from maskopt.trainer.optim import create_optimizer, create_scheduler
 
         self.cfg = cfg
         self.device = resolve_device(device)
@@ -244,10 +248,6 @@ class FoldRun:
 
     def train_one_epoch(self) -> tuple[float, float]:
         """Train one epoch; returns (mean training loss, images per second)."""
-        import torch
-
-        from maskopt.trainer.device import amp_dtype, check_placement, to_input
-        from maskopt.trainer.mix import mix_batch
 
         cfg, model = self.cfg, self.model
         check_placement(model, self.device, "training")
@@ -292,7 +292,6 @@ class FoldRun:
 
     def validate(self) -> tuple[float, float, np.ndarray]:
         """(macro F1, NLL loss, probabilities (n_val, 18)) on the validation part's TRUE labels."""
-        from maskopt.trainer.predict import predict_probs
 
         assert self.val_idx is not None
         probs = predict_probs(
@@ -309,9 +308,6 @@ class FoldRun:
     def run_epoch(self) -> dict:
         """Train one epoch and validate; the epoch's dict: epoch (1-based), train_loss, val_f1,
         val_loss, lr, images_per_s, seconds (val_f1 and val_loss None without validation)."""
-        import torch
-
-        from maskopt.trainer.device import oom_as_error
 
         if self._closed:
             raise RuntimeError("FoldRun.run_epoch after close()")
@@ -389,8 +385,6 @@ class FoldRun:
         self.images = None  # type: ignore[assignment]
         gc.collect()
         if self._cuda:
-            import torch
-
             torch.cuda.empty_cache()
 
     def __enter__(self) -> FoldRun:

@@ -6,15 +6,15 @@ batch (as `nll_loss` does), so focal with gamma 0 equals cross-entropy exactly.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from maskopt.data.labels import NUM_CLASSES
 
 if TYPE_CHECKING:
-    import torch
-
     from maskopt.trainer.config import TrainConfig
 
 
@@ -73,7 +73,6 @@ def soft_f1(logp, target, weight=None, *, target_b=None, lam=None):
     nothing measurable, so only classes present in the targets are averaged. With a
     partner target the counts use soft targets, lam * own + (1 - lam) * partner.
     """
-    import torch
 
     p = logp.exp()
     onehot = torch.nn.functional.one_hot(target, NUM_CLASSES).to(p.dtype)
@@ -104,7 +103,6 @@ def class_weights(cfg: TrainConfig, train_labels: np.ndarray) -> np.ndarray | No
 def create_loss(cfg: TrainConfig, weight: torch.Tensor | None = None):
     """loss(logp (N, 18), target (N,), *, target_b=None, lam=None) -> scalar, as the config's
     `loss` names it (target_b, lam: the partners and shares of a mixed batch)."""
-    import functools
 
     if cfg.loss == "cross_entropy":
         return functools.partial(cross_entropy, weight=weight)

@@ -15,12 +15,11 @@ and on a GPU, and folds interleaved epoch by epoch mix as they would alone.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
+
+import torch
 
 from maskopt.data.device_augment import box_mask
-
-if TYPE_CHECKING:
-    import torch
 
 
 class Mixed(NamedTuple):
@@ -31,7 +30,6 @@ class Mixed(NamedTuple):
 
 def mix_batch(x: torch.Tensor, target: torch.Tensor, kind: str, alpha: float) -> Mixed:
     """Mix a float NCHW batch and return it with the partners' targets and the shares."""
-    import torch
 
     if kind not in ("mixup", "cutmix"):
         raise ValueError(f"mix: expected 'mixup' or 'cutmix', but got {kind!r}.")

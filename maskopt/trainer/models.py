@@ -9,24 +9,30 @@ Both heads return the same thing, so losses, metrics and ensembling treat them a
 from __future__ import annotations
 
 import logging
+import socket
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import timm
+import torch
+from timm.models import get_pretrained_cfg
+from torch import nn
 
-from maskopt.data.labels import NUM_CLASSES, decode
+from maskopt.data.cache import image_shape
+from maskopt.data.labels import AGE_NAMES, GENDER_NAMES, MASK_NAMES, NUM_CLASSES, decode
 from maskopt.errors import ConfigError
+from maskopt.trainer.device import place_model
 
 if TYPE_CHECKING:
-    import torch
-
     from maskopt.trainer.config import TrainConfig
 
 log = logging.getLogger("maskopt.trainer")
 
 
 def _mlp(in_features: int, hidden: tuple[int, ...], out_features: int, dropout: float):
-    from torch import nn
 
     layers: list[nn.Module] = []
     for width in hidden:
@@ -36,51 +42,52 @@ def _mlp(in_features: int, hidden: tuple[int, ...], out_features: int, dropout: 
     return nn.Sequential(*layers)
 
 
-def _build_classes():
-    import torch
-    from torch import nn
+class SingleHead(nn.Module):
+    """One 18-way layer (after the MLP's hidden layers): log-probabilities of the classes."""
 
-    class SingleHead(nn.Module):
-        def __init__(self, in_features: int, hidden: tuple[int, ...], dropout: float) -> None:
-            super().__init__()
-            self.net = _mlp(in_features, hidden, NUM_CLASSES, dropout)
+    def __init__(self, in_features: int, hidden: tuple[int, ...], dropout: float) -> None:
+        super().__init__()
+        self.net = _mlp(in_features, hidden, NUM_CLASSES, dropout)
 
-        def forward(self, feats: torch.Tensor) -> torch.Tensor:
-            return torch.log_softmax(self.net(feats).float(), dim=1)
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(self.net(feats).float(), dim=1)
 
-    class MultiHead(nn.Module):
-        def __init__(self, in_features: int, hidden: tuple[int, ...], dropout: float) -> None:
-            super().__init__()
-            self.mask = _mlp(in_features, hidden, 3, dropout)
-            self.gender = _mlp(in_features, hidden, 2, dropout)
-            self.age = _mlp(in_features, hidden, 3, dropout)
-            # index_*[c]: the mask / gender / age class that class c is made of (labels.decode)
-            m, g, a = (torch.as_tensor(v) for v in decode(np.arange(NUM_CLASSES)))
-            self.index_mask: torch.Tensor
-            self.index_gender: torch.Tensor
-            self.index_age: torch.Tensor
-            self.register_buffer("index_mask", m, persistent=False)
-            self.register_buffer("index_gender", g, persistent=False)
-            self.register_buffer("index_age", a, persistent=False)
 
-        def forward(self, feats: torch.Tensor) -> torch.Tensor:
-            lm = torch.log_softmax(self.mask(feats).float(), dim=1)
-            lg = torch.log_softmax(self.gender(feats).float(), dim=1)
-            la = torch.log_softmax(self.age(feats).float(), dim=1)
-            return lm[:, self.index_mask] + lg[:, self.index_gender] + la[:, self.index_age]
+class MultiHead(nn.Module):
+    """Mask (3), gender (2) and age (3) layers; log p(class) is the sum of its parts' (the
+    classes laid out by labels.encode), so the 18 probabilities sum to one."""
 
-    class MaskNet(nn.Module):
-        """backbone (pooled features) -> head (log-probabilities over 18 classes)."""
+    def __init__(self, in_features: int, hidden: tuple[int, ...], dropout: float) -> None:
+        super().__init__()
+        self.mask = _mlp(in_features, hidden, len(MASK_NAMES), dropout)
+        self.gender = _mlp(in_features, hidden, len(GENDER_NAMES), dropout)
+        self.age = _mlp(in_features, hidden, len(AGE_NAMES), dropout)
+        # index_*[c]: the mask / gender / age class that class c is made of (labels.decode)
+        m, g, a = (torch.as_tensor(v) for v in decode(np.arange(NUM_CLASSES)))
+        self.index_mask: torch.Tensor
+        self.index_gender: torch.Tensor
+        self.index_age: torch.Tensor
+        self.register_buffer("index_mask", m, persistent=False)
+        self.register_buffer("index_gender", g, persistent=False)
+        self.register_buffer("index_age", a, persistent=False)
 
-        def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
-            super().__init__()
-            self.backbone = backbone
-            self.head = head
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        lm = torch.log_softmax(self.mask(feats).float(), dim=1)
+        lg = torch.log_softmax(self.gender(feats).float(), dim=1)
+        la = torch.log_softmax(self.age(feats).float(), dim=1)
+        return lm[:, self.index_mask] + lg[:, self.index_gender] + la[:, self.index_age]
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.head(self.backbone(x))
 
-    return SingleHead, MultiHead, MaskNet
+class MaskNet(nn.Module):
+    """backbone (pooled features) -> head (log-probabilities over 18 classes)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
 
 
 def create_model(cfg: TrainConfig, device: str | torch.device = "cpu") -> torch.nn.Module:
@@ -89,9 +96,7 @@ def create_model(cfg: TrainConfig, device: str | torch.device = "cpu") -> torch.
     Built (and randomly initialised from torch's CPU generator) on the CPU, then placed
     with `trainer.device.place_model`, so a seed gives the same weights on every device.
     """
-    from maskopt.trainer.device import place_model
 
-    SingleHead, MultiHead, MaskNet = _build_classes()
     if cfg.pretrained:
         check_weights_reachable(cfg.backbone)
     try:
@@ -120,11 +125,6 @@ WEIGHTS_PROBE_S = 3.0
 def check_weights_reachable(backbone: str) -> None:
     """`pretrained: true` needs timm's weights in the local cache or their server within reach:
     without either, ConfigError at once. Nothing is downloaded here."""
-    import socket
-    import urllib.parse
-    import urllib.request
-
-    from timm.models import get_pretrained_cfg
 
     try:
         source = get_pretrained_cfg(backbone)
@@ -167,8 +167,6 @@ def _weights_cached(source: Any) -> bool:
             for f in files
         )
     if source.url:
-        import torch
-
         name = source.url.rsplit("/", 1)[-1]
         return (Path(torch.hub.get_dir()) / "checkpoints" / name).is_file()
     return True  # a file or state dict source: nothing to download
@@ -191,9 +189,6 @@ def _create_backbone(cfg: TrainConfig):
     (5W/4, W) size of the images (timm resizes pretrained position embeddings); CNNs take
     any size and refuse the `img_size` argument, so they are built without it.
     """
-    import timm
-
-    from maskopt.data.cache import image_shape
 
     shape = image_shape(cfg.image_size)
     try:
@@ -208,7 +203,6 @@ def _create_backbone(cfg: TrainConfig):
         raise _size_error(cfg, shape, err) from None
     # a size-bound model can still refuse the size at its first forward (patch or window
     # divisibility): find out now, with one image, rather than in the middle of a trial
-    import torch
 
     try:
         with torch.no_grad():
@@ -231,7 +225,6 @@ def load_backbone_weights(backbone: torch.nn.Module, path: str) -> int:
     Accepts a bare state dict, {"state_dict": ...} / {"model": ...}, and a maskopt checkpoint
     (its "backbone." keys). A file that matches no key is an error, not a silent no-op.
     """
-    import torch
 
     file = Path(path).expanduser()
     if not file.is_file():

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-if TYPE_CHECKING:
-    import torch
+import torch
 
+if TYPE_CHECKING:
     from maskopt.trainer.config import TrainConfig
 
 
 def create_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     """sgd (momentum 0.9, nesterov) / adam / adamw; no weight decay on biases and norm weights."""
-    import torch
 
     decay: list = []
     no_decay: list = []
@@ -46,7 +45,6 @@ class EpochScheduler:
         optimizer: torch.optim.Optimizer,
         mode: Literal["min", "max"] = "max",
     ) -> None:
-        import torch
 
         self.optimizer = optimizer
         self.base_lr = cfg.lr
@@ -85,7 +83,6 @@ class EpochScheduler:
             return
         if self.inner is None:
             return
-        import torch
 
         if isinstance(self.inner, torch.optim.lr_scheduler.ReduceLROnPlateau):
             if metric is not None:

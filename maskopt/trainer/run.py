@@ -1,5 +1,5 @@
-"""`train_to_dir`: what `maskopt train` does — one config on one fold (or all the data),
-with TensorBoard events while it trains and a checkpoint + metrics.json at the end.
+"""`train(TrainOptions)`: what `maskopt train` does — one config on one fold (or all the
+data), with TensorBoard events while it trains and a checkpoint + metrics.json at the end.
 
 The run is built in a hidden folder beside `out` and swapped into place once training has
 finished (maskopt.outputs.replace_dir): a run that fails or is interrupted leaves `out` as it
@@ -11,15 +11,22 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from maskopt.data.labels import OLD_AGE
+from maskopt.data.layout import TrainSet, read_train
 from maskopt.errors import ConfigError
 from maskopt.outputs import Owned, atomic_write_text, check_out_dir, replace_dir
-from maskopt.trainer.config import TrainConfig, config_to_dict, dump_config
+from maskopt.trainer.checkpoint import save_checkpoint
+from maskopt.trainer.config import TrainConfig, config_to_dict, dump_config, load_config
+from maskopt.trainer.folds import create_folds
+from maskopt.trainer.loop import fit
+from maskopt.trainer.metrics import compute_metrics
+from maskopt.trainer.options import TrainOptions
 
 CHECKPOINT = "model.pt"
 METRICS = "metrics.json"
@@ -34,6 +41,61 @@ RUN = Owned(
 )
 
 
+@dataclass(frozen=True)
+class RunResult:
+    """What a training run wrote (`out`) and scored; `metrics` is metrics.json as written."""
+
+    out: Path
+    metrics: dict[str, Any]
+
+    @property
+    def best_f1(self) -> float | None:
+        return self.metrics["best_f1"]
+
+    @property
+    def best_epoch(self) -> int:
+        return self.metrics["best_epoch"]
+
+    @property
+    def validation(self) -> dict[str, Any] | None:
+        """compute_metrics of the best epoch's validation predictions (None with --full)."""
+        return self.metrics["validation"]
+
+    @property
+    def images_per_s(self) -> float:
+        return self.metrics["images_per_s"]
+
+    @property
+    def seconds(self) -> float:
+        return self.metrics["seconds"]
+
+
+def train(
+    opts: TrainOptions,
+    *,
+    on_start: Callable[[TrainConfig, TrainSet], Any] | None = None,
+    on_epoch: Callable[[dict], Any] | None = None,
+) -> RunResult:
+    """`maskopt train`: read the config and the data, train, write the run folder. The out
+    folder is checked before the data is read; `on_start(cfg, data)` is told before training."""
+    cfg = load_config(opts.config)
+    out = check_out_dir(opts.out_dir, RUN)
+    data = read_train(opts.data, skip_bad=opts.skip_bad, crop=opts.crop, cache_dir=opts.cache)
+    if on_start is not None:
+        on_start(cfg, data)
+    return train_to_dir(
+        cfg,
+        data,
+        out,
+        fold=opts.fold,
+        n_folds=opts.folds,
+        fold_seed=opts.fold_seed,
+        full=opts.full,
+        device=opts.device,
+        on_epoch=on_epoch,
+    )
+
+
 def train_to_dir(
     cfg: TrainConfig,
     data,
@@ -46,14 +108,10 @@ def train_to_dir(
     device: str = "auto",
     num_workers: int | None = None,
     on_epoch: Callable[[dict], Any] | None = None,
-) -> dict:
-    """Train and write `out`/model.pt, metrics.json, config.json and tensorboard/; returns the
-    metrics dict (also in metrics.json). `full` trains on all the data (no validation).
+) -> RunResult:
+    """Train and write `out`/model.pt, metrics.json, config.json and tensorboard/; returns what
+    was written and scored. `full` trains on all the data (no validation).
     `out` is absent, empty or an earlier run (replaced whole once this one has finished)."""
-    from maskopt.trainer.checkpoint import save_checkpoint
-    from maskopt.trainer.folds import create_folds
-    from maskopt.trainer.loop import fit
-    from maskopt.trainer.metrics import compute_metrics
 
     check_out_dir(out, RUN)
     split: tuple[np.ndarray, np.ndarray] | None = None
@@ -110,7 +168,7 @@ def train_to_dir(
         save_checkpoint(folder / CHECKPOINT, result.state_dict, cfg, **extras)
         atomic_write_text(folder / CONFIG, dump_config(cfg, ".json"))
         atomic_write_text(folder / METRICS, json.dumps(metrics, indent=2) + "\n")
-    return metrics
+    return RunResult(Path(out), metrics)
 
 
 def _tensorboard(folder: Path):
@@ -118,11 +176,13 @@ def _tensorboard(folder: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is a dependency, but training must not hinge on a log
-
-        class _NoWriter:
-            def add_scalar(self, *a: Any, **k: Any) -> None: ...
-            def flush(self) -> None: ...
-            def close(self) -> None: ...
-
         return _NoWriter()
     return SummaryWriter(log_dir=str(folder))
+
+
+class _NoWriter:
+    """Stands in for TensorBoard's SummaryWriter where tensorboard cannot be imported."""
+
+    def add_scalar(self, *a: Any, **k: Any) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...

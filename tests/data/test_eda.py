@@ -37,14 +37,14 @@ def test_report_has_the_charts_and_the_counts(tiny_set, tmp_path: Path) -> None:
     assert "plotly.js" in page.lower() and "<script src=" not in page  # plotly.js inline
     labels = tiny_set.labels()
     n = len(tiny_set.records)
-    assert s["images"] == n == 7 * s["people"]
-    assert s["classes"] == np.bincount(labels, minlength=18).tolist()
-    assert s["mask"] == [5 * s["people"], s["people"], s["people"]]
-    assert sum(s["gender"]) == sum(s["age"]) == n
-    assert sum(s["people_gender"]) == sum(s["people_age"]) == s["people"]
-    assert s["sizes"] == {"96x128": n} and s["formats"] == {"JPEG": n}
-    assert s["duplicates"] == []  # every synthetic photo is its own
-    assert np.array(s["mask_check_confusion"]).sum() == n
+    assert s.images == n == 7 * s.people
+    assert s.classes == np.bincount(labels, minlength=18).tolist()
+    assert s.mask == [5 * s.people, s.people, s.people]
+    assert sum(s.gender) == sum(s.age) == n
+    assert sum(s.people_gender) == sum(s.people_age) == s.people
+    assert s.sizes == {"96x128": n} and s.formats == {"JPEG": n}
+    assert s.duplicates == []  # every synthetic photo is its own
+    assert np.array(s.mask_check_confusion).sum() == n
 
 
 def test_a_copied_image_is_a_duplicate_group(data_copy: Path, tmp_path: Path) -> None:
@@ -52,8 +52,8 @@ def test_a_copied_image_is_a_duplicate_group(data_copy: Path, tmp_path: Path) ->
     # Re-encoded at another quality: the bytes differ, the picture is the same.
     Image.open(a / "mask2.jpg").save(b / "mask3.jpg", quality=70)
     s = run_eda(read_train(data_copy), tmp_path / "r.html")
-    assert [f"{a.name}/mask2.jpg", f"{b.name}/mask3.jpg"] in s["duplicates"]
-    assert len(s["duplicates"]) == 1
+    assert [f"{a.name}/mask2.jpg", f"{b.name}/mask3.jpg"] in s.duplicates
+    assert len(s.duplicates) == 1
     assert f"{b.name}/mask3.jpg" in (tmp_path / "r.html").read_text()
 
 
@@ -61,9 +61,9 @@ def test_a_mask_photo_filed_as_normal_is_flagged(data_copy: Path, tmp_path: Path
     person = _people(data_copy)[3]
     shutil.copyfile(person / "mask1.jpg", person / "normal.jpg")
     s = run_eda(read_train(data_copy), tmp_path / "r.html")
-    mine = [f for f in s["flags"] if f["folder"] == person.name]
-    assert any(f["file"] == "normal.jpg" for f in mine), s["flags"]
-    assert any("mask1.jpg" in f["check"] for f in mine)
+    mine = [f for f in s.flags if f.folder == person.name]
+    assert any(f.file == "normal.jpg" for f in mine), s.flags
+    assert any("mask1.jpg" in f.check for f in mine)
 
 
 def test_the_mask_model_flags_a_normal_photo_that_shows_a_mask(tiny_set) -> None:
@@ -87,7 +87,7 @@ def test_the_mask_model_flags_a_normal_photo_that_shows_a_mask(tiny_set) -> None
     rng = np.random.default_rng(0)
     faces[rows["normal"]] = faces[rows["mask1"]] + rng.normal(0, 0.05, faces.shape[1])
     probs = mask_state_probs(faces, masks, groups)
-    flagged = {(f["person"], f["file"]) for f in label_flags(records, probs)}
+    flagged = {(f.person, f.file) for f in label_flags(records, probs)}
     assert (records[rows["normal"]].person, "normal.jpg") in flagged
 
 

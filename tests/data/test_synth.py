@@ -44,7 +44,7 @@ def test_layout_is_exact(small: tuple[Path, dict]) -> None:
     out, summary = small
     rows = _rows(out / "train" / "train.csv")
     assert list(rows[0]) == ["id", "gender", "race", "age", "path"]
-    assert len(rows) == 12 == summary["people"]
+    assert len(rows) == 12 == summary.people
     folders = sorted(p.name for p in (out / "train" / "images").iterdir())
     assert folders == sorted(r["path"] for r in rows)
     for r in rows:
@@ -56,7 +56,7 @@ def test_layout_is_exact(small: tuple[Path, dict]) -> None:
         assert img.shape == (SIZE[1], SIZE[0], 3)  # height x width
     info = _rows(out / "eval" / "info.csv")
     assert list(info[0]) == ["ImageID", "ans"] and all(r["ans"] == "" for r in info)
-    assert len(info) == 6 * 7 == summary["eval_images"]
+    assert len(info) == 6 * 7 == summary.eval_images
     assert sorted(p.name for p in (out / "eval" / "images").iterdir()) == sorted(
         r["ImageID"] for r in info
     )
@@ -80,7 +80,7 @@ def test_solution_names_each_images_person(small: tuple[Path, dict]) -> None:
     solution = _rows(out / "eval" / "solution.csv")
     assert list(solution[0]) == ["ImageID", "ans", "person"]
     photos = Counter(r["person"] for r in solution)
-    assert sorted(photos) == sorted(summary["eval_ids"]) and set(photos.values()) == {7}
+    assert sorted(photos) == sorted(summary.eval_ids) and set(photos.values()) == {7}
     # A person's seven photos share gender and age band (class mod 6) and show 5/1/1 masks.
     for pid in photos:
         labels = [int(r["ans"]) for r in solution if r["person"] == pid]
@@ -89,7 +89,7 @@ def test_solution_names_each_images_person(small: tuple[Path, dict]) -> None:
 
     ev = read_eval(out, progress=False)
     assert ev is not None and ev.groups is not None and ev.groups.dtype == np.int64
-    assert len(np.unique(ev.groups)) == summary["eval_people"] == 6
+    assert len(np.unique(ev.groups)) == summary.eval_people == 6
     person = {r["ImageID"]: r["person"] for r in solution}
     for g in np.unique(ev.groups):
         assert len({person[ev.image_ids[i]] for i in np.flatnonzero(ev.groups == g)}) == 1
@@ -102,12 +102,12 @@ def test_train_labels_match_what_was_written(small: tuple[Path, dict]) -> None:
         gender = 1 if r["gender"] == "female" else 0
         for mask in MASK_FILES.values():
             counts[encode(mask, gender, age_band(int(r["age"])))] += 1
-    assert counts.tolist() == summary["classes"]
+    assert counts.tolist() == summary.classes
 
 
 def test_eval_people_are_other_people(small: tuple[Path, dict]) -> None:
     out, summary = small
-    assert not set(summary["train_ids"]) & set(summary["eval_ids"])
+    assert not set(summary.train_ids) & set(summary.eval_ids)
     train = {h for k, h in _digests(out / "train").items() if k.endswith(".jpg")}
     evals = {h for k, h in _digests(out / "eval").items() if k.endswith(".jpg")}
     assert not train & evals
@@ -116,23 +116,23 @@ def test_eval_people_are_other_people(small: tuple[Path, dict]) -> None:
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
     a = _digests(
         Path(
-            synthesize(tmp_path / "a", people=3, eval_people=2, seed=1, size=SIZE, progress=False)[
-                "out"
-            ]
+            synthesize(
+                tmp_path / "a", people=3, eval_people=2, seed=1, size=SIZE, progress=False
+            ).out
         )
     )
     b = _digests(
         Path(
-            synthesize(tmp_path / "b", people=3, eval_people=2, seed=1, size=SIZE, progress=False)[
-                "out"
-            ]
+            synthesize(
+                tmp_path / "b", people=3, eval_people=2, seed=1, size=SIZE, progress=False
+            ).out
         )
     )
     c = _digests(
         Path(
-            synthesize(tmp_path / "c", people=3, eval_people=2, seed=2, size=SIZE, progress=False)[
-                "out"
-            ]
+            synthesize(
+                tmp_path / "c", people=3, eval_people=2, seed=2, size=SIZE, progress=False
+            ).out
         )
     )
     assert a == b

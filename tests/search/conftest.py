@@ -59,7 +59,7 @@ def study_name(storage_url: str) -> Iterator[str]:
     yield name
     import optuna
 
-    from maskopt.studies.storage import create_storage
+    from maskopt.store.storage import create_storage
 
     storage = create_storage(storage_url, heartbeat=False)
     try:

@@ -12,18 +12,20 @@ import time
 
 import optuna
 
+from maskopt.store.records import StudySettings
+
 
 class FakeObjective:
     def __init__(self, opts) -> None:
-        self.study_attrs = {
-            "data_fingerprint": "fake",
-            "n_folds": opts.folds,
-            "space": "fake",
-            "epochs": 3,
-            "crop": opts.crop,
-            "report": opts.report,
-            "n_images": 0,
-        }
+        self.settings = StudySettings(
+            data_fingerprint="fake",
+            n_folds=opts.folds,
+            space="fake",
+            epochs=3,
+            crop=opts.crop,
+            report=opts.report,
+            n_images=0,
+        )
         self.sleep = float(os.environ.get("FAKE_SLEEP", "0.3"))
         self.fail_above = float(os.environ.get("FAKE_FAIL_ABOVE", "2"))
 

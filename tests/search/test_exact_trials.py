@@ -9,12 +9,12 @@ import time
 import optuna
 from optuna.trial import TrialState
 
-from maskopt.search import SearchOptions
+from maskopt.search.options import SearchOptions
 from maskopt.search.study import open_study
 from maskopt.search.worker import load_objective, may_run, run_worker
 from maskopt.search.zombies import this_worker
-from maskopt.studies.records import WORKER, count_states
-from maskopt.studies.storage import create_storage
+from maskopt.store.records import WORKER, count_states
+from maskopt.store.storage import create_storage
 from tests.search.conftest import FAKE
 
 
@@ -38,7 +38,7 @@ def test_a_worker_waits_for_a_running_trial_and_fills_its_place_if_it_fails(
     opts = SearchOptions(storage=url, trials=2, seed=0, heartbeat=1, objective=FAKE)
     objective = load_objective(opts)
     storage = create_storage(url, heartbeat=False)
-    study, _ = open_study(opts, storage, objective.study_attrs)
+    study, _ = open_study(opts, storage, objective.settings)
     study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.5)
     other = study.ask()  # another worker's trial, alive (this process) and running
     other.set_user_attr(WORKER, this_worker().to_attr())

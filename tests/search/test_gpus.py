@@ -9,9 +9,10 @@ import optuna
 import pytest
 
 from maskopt.errors import ConfigError
-from maskopt.search import SearchOptions, run_search
 from maskopt.search.gpus import parse_gpus, plan_workers
-from maskopt.search.options import parse_gpus as options_parse_gpus
+from maskopt.search.options import SearchOptions
+from maskopt.search.runner import run_search
+from maskopt.store.records import StudySettings
 
 ENV_KEYS = ("CUDA_VISIBLE_DEVICES", "MASKOPT_CPUS", "OMP_NUM_THREADS", "MASKOPT_WORKERS")
 
@@ -26,8 +27,7 @@ def test_a_gpu_named_twice_gets_two_workers():
 def test_all_is_one_worker_per_visible_gpu(monkeypatch):
     assert parse_gpus("all", count=4) == ("0", "1", "2", "3")
     monkeypatch.setattr("maskopt.search.gpus.visible_gpu_count", lambda: 2)  # a faked machine
-    assert options_parse_gpus("all") == ("0", "1")
-    assert SearchOptions(gpus=options_parse_gpus("all")).n_workers == 2
+    assert SearchOptions(gpus=parse_gpus("all")).n_workers == 2
 
 
 @pytest.mark.parametrize(
@@ -90,15 +90,15 @@ class EnvObjective:
     loader processes a CUDA training run in it would get."""
 
     def __init__(self, opts) -> None:
-        self.study_attrs = {
-            "data_fingerprint": "env",
-            "n_folds": opts.folds,
-            "space": "env",
-            "epochs": 1,
-            "crop": opts.crop,
-            "report": opts.report,
-            "n_images": 0,
-        }
+        self.settings = StudySettings(
+            data_fingerprint="env",
+            n_folds=opts.folds,
+            space="env",
+            epochs=1,
+            crop=opts.crop,
+            report=opts.report,
+            n_images=0,
+        )
 
     def __call__(self, trial: optuna.Trial) -> float:
         import time

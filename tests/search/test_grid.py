@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from maskopt.cli import app
-from maskopt.studies.records import read_trials
-from maskopt.studies.storage import load_study
+from maskopt.store.records import read_trials
+from maskopt.store.storage import load_study
 
 runner = CliRunner(env={"COLUMNS": "200"})
 

@@ -13,16 +13,18 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from maskopt.search import SearchOptions, run_search
+from maskopt.search.options import SearchOptions
+from maskopt.search.runner import run_search
 from maskopt.search.worker import INTERRUPTED
-from maskopt.studies.storage import create_storage
+from maskopt.store.storage import create_storage
 from tests.search.conftest import FAKE
 
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = """
 import sys
-from maskopt.search import SearchOptions, run_search
+from maskopt.search.options import SearchOptions
+from maskopt.search.runner import run_search
 s = run_search(SearchOptions(storage=sys.argv[1], study="ctrlc", trials=3, seed=0, heartbeat=1,
                              objective="{fake}"), show_progress=False)
 print("interrupted" if s.interrupted else "finished", s.counts)

@@ -20,8 +20,9 @@ import optuna
 import pytest
 
 from maskopt.search.zombies import DIED
-from maskopt.studies import records as r
-from maskopt.studies.storage import create_artifact_store, create_storage
+from maskopt.store import records as r
+from maskopt.store.locations import create_artifact_store
+from maskopt.store.storage import create_storage
 
 MASKOPT = str(Path(sys.executable).parent / "maskopt")
 ROOT = Path(__file__).resolve().parents[2]

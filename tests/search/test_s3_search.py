@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from maskopt.bundle.manifest import read_manifest
 from maskopt.cli import app
 from maskopt.errors import ConfigError
-from maskopt.search import SearchOptions, run_search
-from maskopt.studies.bundle import read_manifest
-from maskopt.studies.listing import open_dashboard
-from maskopt.studies.records import ARTIFACTS_DIR, read_trials
-from maskopt.studies.storage import load_study
+from maskopt.search.options import SearchOptions
+from maskopt.search.runner import run_search
+from maskopt.store.records import ARTIFACTS_DIR, read_trials
+from maskopt.store.storage import load_study
+from maskopt.studies.dashboard import open_dashboard
 from tests.s3_server import S3Bucket
 from tests.search.conftest import FAKE
 from tests.search.test_search_tracking import search_args

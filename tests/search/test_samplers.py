@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from maskopt.errors import ConfigError
-from maskopt.search import SearchOptions, run_search
+from maskopt.search.options import SearchOptions
+from maskopt.search.runner import run_search
 from tests.search.conftest import FAKE
 
 

@@ -12,8 +12,9 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from maskopt.cli import app
-from maskopt.studies import records as r
-from maskopt.studies.storage import ARTIFACTS_MARKER, create_artifact_store, load_study
+from maskopt.store import records as r
+from maskopt.store.locations import ARTIFACTS_MARKER, create_artifact_store
+from maskopt.store.storage import load_study
 
 TINY_SPACE = """
 name: tiny
@@ -173,7 +174,8 @@ def test_search_runs_kfold_trials_and_writes_the_study_format(tiny_data, tiny_se
 
 @pytest.mark.slow
 def test_wilcoxon_search_reports_one_step_per_fold(tiny_data, tmp_path):
-    from maskopt.search import SearchOptions, run_search
+    from maskopt.search.options import SearchOptions
+    from maskopt.search.runner import run_search
 
     space = tmp_path / "tiny.yaml"
     space.write_text(TINY_SPACE.replace("epochs: 2", "epochs: 1"))

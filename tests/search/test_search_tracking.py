@@ -18,10 +18,11 @@ import pytest
 from typer.testing import CliRunner
 
 from maskopt.cli import app
-from maskopt.search import SearchOptions
-from maskopt.search.tracking import METRICS, prepare_search_tracking
-from maskopt.studies.records import FINISHED, TrialRecord, read_trials
-from maskopt.studies.storage import load_study
+from maskopt.search.options import SearchOptions
+from maskopt.search.tracking.base import METRICS
+from maskopt.search.tracking.tracker import prepare_search_tracking
+from maskopt.store.records import FINISHED, TrialRecord, read_trials
+from maskopt.store.storage import load_study
 from tests.extras import need
 from tests.search.test_tracking import mlflow_server_down, read_wandb_runs, tb_events
 
@@ -124,10 +125,10 @@ def test_the_dashboard_says_where_the_tensorboard_runs_are(
 ) -> None:
     """`maskopt dashboard` (the server itself is tested with the workers) finds the artifacts
     and the TensorBoard folder beside the SQLite file."""
-    import maskopt.studies.listing
+    import maskopt.studies.dashboard
 
     served = []
-    monkeypatch.setattr(maskopt.studies.listing, "serve_dashboard", lambda *a: served.append(a))
+    monkeypatch.setattr(maskopt.studies.dashboard, "serve_dashboard", lambda *a: served.append(a))
     url = f"sqlite:///{searched.folder / 'maskopt.db'}"
     res = runner.invoke(app, ["dashboard", "--storage", url])
     assert res.exit_code == 0, res.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 
@@ -13,19 +14,14 @@ from maskopt.errors import ConfigError, StudyError
 from maskopt.search.models import Sweeper, model_ids, write_fold_models
 from maskopt.search.options import SearchOptions
 from maskopt.search.study import open_study
-from maskopt.studies.listing import dashboard_artifacts
-from maskopt.studies.records import (
-    CROP,
-    DATA_FINGERPRINT,
-    EPOCHS,
+from maskopt.store.locations import ARTIFACTS_MARKER, artifacts_dir_for, create_artifact_store
+from maskopt.store.records import (
     FAIL_REASON,
     FOLD_F1,
     FOLD_SEED,
     MODEL_ARTIFACTS,
     N_FOLDS,
-    N_IMAGES,
-    REPORT,
-    SPACE,
+    StudySettings,
     best_trial,
     complete_trials,
     count_finished,
@@ -36,13 +32,8 @@ from maskopt.studies.records import (
     top_k_numbers,
     varying_params,
 )
-from maskopt.studies.storage import (
-    ARTIFACTS_MARKER,
-    artifacts_dir_for,
-    create_artifact_store,
-    create_storage,
-    load_study,
-)
+from maskopt.store.storage import create_storage, load_study
+from maskopt.studies.dashboard import dashboard_artifacts
 
 
 def test_sqlite_storage_is_wal_with_a_busy_timeout(tmp_path):
@@ -110,15 +101,9 @@ def test_load_study_names_the_studies_present(tmp_path):
 def test_resume_with_other_folds_or_data_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path / 'm.db'}"
     storage = create_storage(url, heartbeat=False)
-    attrs = {
-        DATA_FINGERPRINT: "abc",
-        N_FOLDS: 5,
-        SPACE: "cpu",
-        EPOCHS: 4,
-        CROP: "center",
-        REPORT: "epoch",
-        N_IMAGES: 70,
-    }
+    attrs = StudySettings(
+        data_fingerprint="abc", n_folds=5, space="cpu", epochs=4, crop="center", n_images=70
+    )
     study, created = open_study(SearchOptions(storage=url, seed=7), storage, attrs)
     assert created and study.user_attrs[FOLD_SEED] == 7 and study.user_attrs[N_FOLDS] == 5
     # the same settings resume; the fold seed stays the study's
@@ -126,7 +111,9 @@ def test_resume_with_other_folds_or_data_is_refused(tmp_path):
     assert not created and again.user_attrs[FOLD_SEED] == 7
     with pytest.raises(StudyError) as err:
         open_study(
-            SearchOptions(storage=url), storage, dict(attrs, n_folds=3, data_fingerprint="x")
+            SearchOptions(storage=url),
+            storage,
+            dataclasses.replace(attrs, n_folds=3, data_fingerprint="x"),
         )
     assert "--folds: study has 5, this search 3" in str(err.value)
     assert "data (files or labels differ)" in str(err.value)
@@ -136,9 +123,10 @@ def test_a_study_without_settings_is_refused_after_the_wait(tmp_path):
     url = f"sqlite:///{tmp_path / 'm.db'}"
     storage = create_storage(url, heartbeat=False)
     optuna.create_study(storage=storage, study_name="foreign", direction="maximize")
+    attrs = StudySettings(data_fingerprint="abc", n_folds=5, space="cpu", epochs=4)
     started = time.monotonic()
     with pytest.raises(StudyError, match="has no maskopt settings after 1 s"):
-        open_study(SearchOptions(storage=url, study="foreign"), storage, {N_FOLDS: 5}, wait_s=1)
+        open_study(SearchOptions(storage=url, study="foreign"), storage, attrs, wait_s=1)
     assert time.monotonic() - started < 10
 
 

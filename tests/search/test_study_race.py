@@ -17,8 +17,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from maskopt.studies.records import FOLD_SEED, N_FOLDS, count_finished
-from maskopt.studies.storage import create_storage
+from maskopt.store.records import FOLD_SEED, N_FOLDS, count_finished
+from maskopt.store.storage import create_storage
 from tests.search.conftest import FAKE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +27,8 @@ SCRIPT = """
 import sys, time
 import maskopt.search.study as study_module
 from maskopt.errors import StudyError
-from maskopt.search import SearchOptions, run_search
+from maskopt.search.options import SearchOptions
+from maskopt.search.runner import run_search
 
 url, name, artifacts = sys.argv[1], sys.argv[2], sys.argv[3]
 folds, pause = int(sys.argv[4]), float(sys.argv[5])

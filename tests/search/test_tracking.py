@@ -17,15 +17,10 @@ from pathlib import Path
 import pytest
 
 from maskopt.errors import ConfigError
-from maskopt.search.tracking import (
-    METRICS,
-    TensorBoardBackend,
-    Tracker,
-    check_trackers,
-    create_tracker,
-    mlflow_uri_for,
-    tensorboard_dir_for,
-)
+from maskopt.search.tracking.base import METRICS
+from maskopt.search.tracking.tensorboard_backend import TensorBoardBackend
+from maskopt.search.tracking.tracker import Tracker, check_trackers, create_tracker
+from maskopt.store.locations import mlflow_uri_for, tensorboard_dir_for
 from tests.extras import need
 
 STUDY = "tracked"

@@ -23,10 +23,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from maskopt.search import SearchOptions, run_search
+from maskopt.search.options import SearchOptions
+from maskopt.search.runner import run_search
 from maskopt.search.zombies import DIED
-from maskopt.studies.records import FAIL_REASON, RETRY_OF
-from maskopt.studies.storage import create_storage
+from maskopt.store.records import FAIL_REASON, RETRY_OF
+from maskopt.store.storage import create_storage
 from tests.search.conftest import FAKE
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,8 +12,8 @@ import optuna
 import pytest
 
 from maskopt.search.zombies import DIED, is_alive, process_start, reap, this_worker
-from maskopt.studies.records import WORKER, Worker, read_trials
-from maskopt.studies.storage import create_storage
+from maskopt.store.records import WORKER, Worker, read_trials
+from maskopt.store.storage import create_storage
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="process start times come from Linux's /proc"

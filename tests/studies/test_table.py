@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from maskopt.errors import StudyError
-from maskopt.studies.records import trial_config
-from maskopt.studies.storage import create_artifact_store, load_study
+from maskopt.store.locations import create_artifact_store
+from maskopt.store.records import trial_config
+from maskopt.store.storage import load_study
 from maskopt.studies.table import best_trials
 
 

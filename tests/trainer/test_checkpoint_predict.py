@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from maskopt.bundle.predict import expand_images, predict
 from maskopt.data.cache import prepare_image
 from maskopt.errors import DataError
 from maskopt.trainer.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint
 from maskopt.trainer.models import create_model
-from maskopt.trainer.predict import expand_images, predict_files, predict_probs
+from maskopt.trainer.predict import predict_probs
 from tests.trainer.conftest import tiny_cfg
 
 
@@ -70,7 +71,7 @@ def test_predict_files_of_any_size(checkpoint, tmp_path, tiny_set):
     cv2.imwrite(
         str(big), cv2.resize(rgb, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)[..., ::-1]
     )
-    rows = predict_files(path, [src, big.parent], device="cpu")
+    rows = predict(path, [src, big.parent], device="cpu").rows()
     assert [r["image"] for r in rows] == [str(src), str(big)]
     expected = predict_probs(model, prepare_image(src, cfg.image_size)[None])[0]
     assert rows[0]["class"] == int(expected.argmax())

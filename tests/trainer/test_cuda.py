@@ -44,7 +44,7 @@ def test_cuda_and_cpu_predictions_agree(tmp_path, tiny_set):
 
 
 def test_export_speed_timing_runs_on_cuda():
-    from maskopt.studies.export import _images_per_s
+    from maskopt.export.tradeoff import images_per_s
 
-    ips = _images_per_s(tiny_cfg(), np.zeros((32, 40, 32, 3), np.uint8), "cuda", tta=True)
+    ips = images_per_s(tiny_cfg(), np.zeros((32, 40, 32, 3), np.uint8), "cuda", tta=True)
     assert ips > 0

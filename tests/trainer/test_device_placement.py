@@ -97,8 +97,23 @@ def test_the_fit_loop_builds_its_model_on_the_device(tiny_set, tiny_folds):
 
 @pytest.fixture
 def spy(monkeypatch):
-    """Replace predict_probs (looked up at call time by every path) with a recorder."""
+    """Replace predict_probs, in every module of maskopt that holds it, with a recorder."""
+    import importlib
+    import pkgutil
+    import sys
+
+    import maskopt
     import maskopt.trainer.predict as predict_module
+
+    for m in pkgutil.walk_packages(maskopt.__path__, "maskopt."):
+        if not m.name.endswith("__main__"):
+            importlib.import_module(m.name)
+    holders = [
+        mod
+        for name, mod in sys.modules.items()
+        if name.startswith("maskopt.")
+        and getattr(mod, "predict_probs", None) is predict_module.predict_probs
+    ]
 
     calls: list[tuple[torch.device | None, torch.device]] = []
 
@@ -107,7 +122,8 @@ def spy(monkeypatch):
         n = len(images_uint8) if rows is None else len(rows)
         return np.full((n, 18), 1 / 18, np.float32)
 
-    monkeypatch.setattr(predict_module, "predict_probs", fake)
+    for mod in holders:
+        monkeypatch.setattr(mod, "predict_probs", fake)
     return calls
 
 
@@ -129,15 +145,15 @@ def _assert_on_meta(calls):
 
 
 def test_export_speed_timing_uses_a_model_on_the_device(spy):
-    from maskopt.studies.tradeoff import images_per_s
+    from maskopt.export.tradeoff import images_per_s
 
     images_per_s(tiny_cfg(), np.zeros((4, 40, 32, 3), np.uint8), META, tta=True)
     _assert_on_meta(spy)
 
 
 def test_export_tta_measurement_uses_models_on_the_device(spy, tiny_set, checkpoint):
-    from maskopt.studies.candidates import Candidate
-    from maskopt.studies.tradeoff import tta_oof
+    from maskopt.export.candidates import Candidate
+    from maskopt.export.tradeoff import tta_oof
     from maskopt.trainer.folds import create_folds
 
     folds = create_folds(tiny_set.strata(), tiny_set.groups(), 2, 0)
@@ -155,7 +171,8 @@ def test_export_tta_measurement_uses_models_on_the_device(spy, tiny_set, checkpo
 
 
 def test_bundle_members_predict_on_the_device(spy, checkpoint, tmp_path):
-    from maskopt.studies.bundle import Member, member_probs
+    from maskopt.bundle.manifest import Member
+    from maskopt.bundle.torch_runtime import member_probs
     from maskopt.trainer.config import config_to_dict
 
     folder = tmp_path / "bundle"
@@ -175,10 +192,10 @@ def test_bundle_members_predict_on_the_device(spy, checkpoint, tmp_path):
 
 
 def test_checkpoint_predictions_are_made_on_the_device(spy, checkpoint, tiny_data):
-    from maskopt.trainer.predict import predict_eval, predict_files
+    from maskopt.bundle.predict import predict
 
     photo = next((tiny_data / "eval" / "images").iterdir())
-    predict_files(checkpoint, [photo], device=META)
-    ids, probs, *_ = predict_eval(checkpoint, tiny_data, device=META)
-    assert len(ids) == len(probs)
+    predict(checkpoint, [photo], device=META)
+    pred = predict(checkpoint, eval_data=tiny_data, device=META)
+    assert len(pred.images) == len(pred.probs)
     _assert_on_meta(spy)

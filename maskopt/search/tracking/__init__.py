@@ -1,0 +1,2 @@
+"""Tracking each trial in TensorBoard (always), Weights & Biases or MLflow: one backend a module,
+`tracker` drives them."""
