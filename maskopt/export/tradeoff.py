@@ -138,3 +138,18 @@ def tradeoff_table(
     if ensemble:
         out += rows(f"ensemble ({len(ensemble)} trials)", ensemble, weights, temperature)
     return out
+
+
+def student_row(
+    cfg: TrainConfig, data: TrainSet, device: str, tta: bool, *, onnx: bool = False
+) -> TradeOff:
+    """The distilled student's row: no OOF F1 (it trained on every image: its held-out F1 is
+    in the manifest's student), its images/s, one model (two passes with TTA)."""
+    imgs = np.asarray(data.images(cfg.image_size)[:THROUGHPUT_IMAGES])
+    return TradeOff(
+        f"student (distilled, {cfg.backbone})" + (" + TTA" if tta else ""),
+        None,
+        images_per_s(cfg, imgs, device, tta),
+        2 if tta else 1,
+        onnx_images_per_s(cfg, imgs, tta) if onnx else None,
+    )
