@@ -47,7 +47,13 @@ from maskopt.export.plots import PlotsResult, write_plots
 from maskopt.export.retrain import copy_fold_models, epoch_cap_note, retrain_config
 from maskopt.export.retrain import retrain as retrain_members
 from maskopt.export.student import student_config, teacher_probs, train_student
-from maskopt.export.tradeoff import student_row, tradeoff_table, tta_oof
+from maskopt.export.tradeoff import (
+    Speeds,
+    architecture,
+    student_row,
+    tradeoff_table,
+    tta_oof,
+)
 from maskopt.outputs import check_out_dir, replace_dir
 from maskopt.store.locations import create_artifact_store, study_artifacts_dir
 from maskopt.store.records import StudySettings, read_settings
@@ -186,11 +192,12 @@ def export_best(
             echo(f"measuring hflip TTA on OOF for trial {c.number}")
             tta_probs[c.number] = tta_oof(c, data, folds, fold_cks[c.number], dev)
         per_member = {c.number: 1 if retrain else len(c.fold_models) for c in [best, *chosen]}
-        timed = len(involved) * (2 if onnx else 1)
+        timed = len({architecture(c.config) for c in involved}) * (2 if onnx else 1)
         echo(
             f"timing inference for the trade-off table: {timed} model(s), with and without "
             f"TTA, about {2 * timing.BUDGET_S:.0f} s each"
         )
+        speeds = Speeds(dev)
         tradeoff = tradeoff_table(
             best,
             chosen if choice.kept else [],
@@ -200,7 +207,7 @@ def export_best(
             temperature,
             data,
             vote,
-            dev,
+            speeds,
             onnx=onnx,
         )
         if tta and tradeoff[-1].oof_f1 is None:
@@ -233,7 +240,7 @@ def export_best(
                 device=dev,
                 progress=progress,
             )
-            row = student_row(student_cfg, data, dev, tta, onnx=onnx)
+            row = student_row(student_cfg, data, speeds, tta, onnx=onnx)
             tradeoff.append(row)
             student = dataclasses.replace(student, images_per_s=row.images_per_s)
         manifest = Manifest(
