@@ -1,14 +1,15 @@
-"""Does the exported bundle beat the best single trial on held-out data?
+"""Does the exported bundle beat the best single trial and the plain top-3 average on held-out
+data, and does its distilled student keep the gain at a single model's speed?
 
     .venv/bin/python -m bench.bench_ensemble --seeds 0 1 2 3 4 [--people 120]
         [--eval-people 900] [--trials 20] [--folds 3] [--space cpu] [--work DIR] [--tag T]
 
 For each data seed, a demo-sized job: `maskopt synth` (the seed), `maskopt search` (the
 demo's settings), then three exports of the same study, each retrained on all the data:
-(a) the best single trial (`--top 1`), (b) the bundle as `maskopt best --export` makes it,
-(c) a plain average of the top 3. Each is scored on the held-out eval set with a 95%
-interval over people, and (b) - (a) as a paired person bootstrap (both predict the same
-images). One JSON per seed in --work (a rerun skips the seeds already there; with only a
+(a) the best single trial (`--top 1`), (b) the bundle as `maskopt best --export --distill`
+makes it, (c) a plain average of the top 3; (d) is (b)'s distilled student. Each is scored on
+the held-out eval set with a 95% interval over people, and the differences as paired person
+bootstraps (all predict the same images); images/s from the export's trade-off table. One JSON per seed in --work (a rerun skips the seeds already there; with only a
 seed's JSON removed it reuses that seed's study and its search time, to measure a changed
 export on the same searches), then the BENCHMARKS.md section "ensemble" (or "ensemble-<tag>") from every
 seed's JSON found there.
@@ -42,8 +43,18 @@ def _scores(bundle: Path, data: Path) -> dict:
     m = read_manifest(bundle)
     with np.load(bundle / "eval_probs.npz") as z:
         labels = z["probs"].argmax(1)
+        student = z["student_probs"].argmax(1) if "student_probs" in z else None
     ev = read_eval(data, progress=False)
-    return {"manifest": m, "labels": labels, "solution": ev.solution, "groups": ev.groups}
+    # the export's own row of the trade-off table: (ensemble or single) without TTA
+    row = m.tradeoff[2 if len(m.members) > 1 else 0]
+    return {
+        "manifest": m,
+        "labels": labels,
+        "student": student,
+        "images_per_s": row["images_per_s"],
+        "solution": ev.solution,
+        "groups": ev.groups,
+    }
 
 
 def run_seed(seed: int, args: argparse.Namespace, work: Path) -> dict:
@@ -71,7 +82,7 @@ def run_seed(seed: int, args: argparse.Namespace, work: Path) -> dict:
     url = f"sqlite:///{folder / 'maskopt.db'}"
     runs = {
         "single": dict(top=1),
-        "bundle": dict(),
+        "bundle": dict(distill=True),
         "top3": dict(top=3, average_all=True),
     }
     scored = {}
@@ -84,11 +95,29 @@ def run_seed(seed: int, args: argparse.Namespace, work: Path) -> dict:
     for name, s in scored.items():
         result[name] = bootstrap_f1(solution, s["labels"], groups).as_dict()
         result[f"{name}_members"] = [mm.trial for mm in s["manifest"].members]
-    choice = scored["bundle"]["manifest"].choice
+        result[f"{name}_images_per_s"] = s["images_per_s"]
+    bundle = scored["bundle"]
+    student = bundle["manifest"].student
+    if student is None:  # no ensemble to learn from (the export's notes say why)
+        bundle["student"] = scored["single"]["labels"]
+        result["student_note"] = " ".join(bundle["manifest"].notes)
+    result["student"] = bootstrap_f1(solution, bundle["student"], groups).as_dict()
+    result["student_images_per_s"] = (
+        student.images_per_s if student else scored["single"]["images_per_s"]
+    )
+    result["student_teacher"] = student.teacher if student else None
+    choice = bundle["manifest"].choice
     result["kept"] = bool(choice.get("kept"))
+    result["chosen"] = choice["options"][choice["chosen"]]["name"]
     result["decision"] = choice.get("decision", "")
-    gain = bootstrap_gain(solution, scored["bundle"]["labels"], scored["single"]["labels"], groups)
-    result["bundle_minus_single"] = {**gain.diff.as_dict(), "p_positive": gain.p_positive}
+
+    def paired(new, base) -> dict:
+        gain = bootstrap_gain(solution, new, base, groups)
+        return {**gain.diff.as_dict(), "p_positive": gain.p_positive}
+
+    result["bundle_minus_single"] = paired(bundle["labels"], scored["single"]["labels"])
+    result["bundle_minus_top3"] = paired(bundle["labels"], scored["top3"]["labels"])
+    result["student_minus_single"] = paired(bundle["student"], scored["single"]["labels"])
     result["export_s"] = round(time.perf_counter() - start)
     result["total_s"] = round(search_s + result["export_s"])
     return result
@@ -102,48 +131,57 @@ def section(results: list[dict], args: argparse.Namespace, command: str) -> str:
     import numpy as np
 
     rows = [
-        "| seed | (a) best single | (b) bundle | (c) top-3 average | ensemble kept | "
-        "(b) - (a), paired | members of (b) |",
-        "|---:|---|---|---|---|---|---|",
+        "| seed | (a) best single | (b) bundle | (c) top-3 average | (d) student | (b) - (a), "
+        "paired | (d) - (a), paired | (b) is |",
+        "|---:|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(results, key=lambda r: r["seed"]):
+    results = sorted(results, key=lambda r: r["seed"])
+    for r in results:
         rows.append(
             f"| {r['seed']} | {_ci(r['single'])} | {_ci(r['bundle'])} | {_ci(r['top3'])} | "
-            f"{'yes' if r['kept'] else 'no'} | {_ci(r['bundle_minus_single'], '+')} | "
+            f"{_ci(r['student'])} | {_ci(r['bundle_minus_single'], '+')} | "
+            f"{_ci(r['student_minus_single'], '+')} | {r['chosen']}: "
             f"{', '.join(map(str, r['bundle_members']))} |"
         )
-    diffs = np.array([r["bundle_minus_single"]["value"] for r in results])
-    top3 = np.array([r["top3"]["value"] - r["single"]["value"] for r in results])
-    kept = [r for r in results if r["kept"]]
-    at_least = sum(d >= 0 for d in diffs)
+
+    def value(key: str) -> np.ndarray:
+        return np.array([r[key]["value"] for r in results])
+
+    a, b, c, d = value("single"), value("bundle"), value("top3"), value("student")
+    ips = {k: np.mean([r[f"{k}_images_per_s"] for r in results]) for k in ("single", "bundle")}
+    ips["student"] = np.mean([r["student_images_per_s"] for r in results])
+    kept = (d - a).mean() / (b - a).mean() if (b - a).mean() > 0 else float("nan")
     lines = [
         f"Command: `{command}`",
         "",
         f"{len(results)} data seeds, each: {args.people} training people, {args.eval_people} eval "
         f"people (7 photos each), `maskopt search --space {args.space} --trials {args.trials} "
-        f"--folds {args.folds}`, then three exports retrained on all the data. Held-out macro F1 "
-        "with 95% intervals from a bootstrap over eval people; the difference is paired (the "
-        f"same resampled people for both). Machine: {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs; per seed about {np.nanmean([r['search_s'] for r in results]) / 60:.0f} "
-        f"min of search and {np.mean([r.get('export_s', 0) for r in results]) / 60:.1f} min for the "
-        "three exports.",
+        f"--folds {args.folds}`, then three exports retrained on all the data ((b) with "
+        "--distill, its student is (d)). Held-out macro F1 with 95% intervals from a bootstrap "
+        "over eval people; differences paired (the same resampled people for both). Machine: "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; per seed about "
+        f"{np.nanmean([r['search_s'] for r in results]) / 60:.0f} min of search and "
+        f"{np.mean([r.get('export_s', 0) for r in results]) / 60:.1f} min for the three exports.",
         "",
         *rows,
         "",
-        f"- (b) >= (a) on {at_least} of {len(results)} seeds; mean paired difference "
-        f"(b) - (a) {diffs.mean():+.4f} (min {diffs.min():+.4f}, max {diffs.max():+.4f}).",
-        f"- an ensemble was kept on {len(kept)} of {len(results)} seeds"
-        + (
-            f"; on those, (b) - (a) averaged {np.mean([r['bundle_minus_single']['value'] for r in kept]):+.4f}."
-            if kept
-            else "."
-        ),
-        f"- the plain top-3 average against the best single: mean {top3.mean():+.4f} "
-        f"(min {top3.min():+.4f}, max {top3.max():+.4f}).",
+        f"- mean held-out macro F1: (a) {a.mean():.4f}, (b) {b.mean():.4f}, (c) {c.mean():.4f}, "
+        f"(d) {d.mean():.4f}.",
+        f"- (b) - max((a), (c)): mean {(b - np.maximum(a, c)).mean():+.4f} (per seed: "
+        + ", ".join(f"{x:+.4f}" for x in b - np.maximum(a, c))
+        + f"); (b) - (a): mean {(b - a).mean():+.4f}; (c) - (a): mean {(c - a).mean():+.4f}.",
+        f"- (d) keeps {kept:.0%} of (b)'s mean gain over (a) ((d) - (a): mean "
+        f"{(d - a).mean():+.4f}); images/s (PyTorch, this machine's CPU, no TTA): (a) "
+        f"{ips['single']:.0f}, (b) {ips['bundle']:.0f}, (d) {ips['student']:.0f}.",
         "",
         "Why each bundle was what it is (the decision, out of sample):",
         "",
-        *[f"- seed {r['seed']}: {r['decision']}" for r in sorted(results, key=lambda r: r["seed"])],
+        *[f"- seed {r['seed']}: {r['decision']}" for r in results],
+        *[
+            f"- seed {r['seed']}: no student ((d) is (a)): {r['student_note']}"
+            for r in results
+            if r.get("student_note")
+        ],
     ]
     return "\n".join(lines)
 

@@ -7,11 +7,17 @@
 For each backbone, from scratch (speed does not depend on the weights), on synthetic data:
   * limit: one FoldRun's training step on uint8 batches already on the device (no loader,
     no augmentation: the model's own speed);
-  * pipeline: a trial as the search runs it: k FoldRuns trained epoch by epoch in turn, each
-    with its loader processes (the search's split: default_workers // k), the decoded cache,
+  * pipeline: a trial as the search runs it: k FoldRuns trained epoch by epoch in turn, fed
+    by one loader pool of default_workers processes (the trial's), the decoded cache,
     augmentation at `--augment`, once with `augment_on: cpu` (albumentations per image in the
     loaders) and once with `augment_on: device` (kornia on the batch); images/s of the
     training steps, and the GPU's utilisation while they run (nvidia-smi, sampled);
+  * split pools: the cpu pipeline as the search ran it before issue 18 (each fold its own pool
+    of max(1, default_workers // k)), and "fed": each fold's batches iterated without
+    training, from the trial's pool and from the split pools (how fast the loader processes
+    feed the fold in training);
+  * auto: what `augment_on: auto` measures (trainer.placement.measure_images_per_s, both
+    placements on a few batches of the real step), the placement it picks and what it costs;
   * inference: images/s of one member of a bundle (predict_probs from the decoded images,
     the bundle's path minus JPEG decoding), with and without hflip TTA;
   * compile: the limit again with `compile: true`, and the one-off compile time;
@@ -45,13 +51,13 @@ GPU_BACKBONES = "resnet34,efficientnet_b0,efficientnet_b3,convnext_tiny,mobilene
 CPU_BACKBONES = "mobilenetv3_small_050,resnet10t"
 TARGET = 0.9
 READING = """Reading it. `augment_on` defaults to `cpu`, what every config trained with before the key
-existed; the `default` space, made for a GPU, sets `device`. Why: a trial splits its worker's
-loader processes between its folds (16 cores and one worker: 15 loaders, 3 per fold of 5; with
-`--gpus 0,0`: 7 each, 1 per fold), so per-image augmentation feeds the fold in training at about
-(loaders per fold) x (albumentations per core, table above) images/s, which at 224 px is
-expected to fall short of what a large GPU trains a small backbone at. Expected, not measured:
-the GPU rows decide, and the `default` space should go back to `cpu` where the device column
-loses. The device path has its own cost: kornia draws each operation's parameters with many
+existed; the `default` space, made for a GPU, sets `auto`: each search worker times both
+placements (the auto table) and trains with the faster. A trial feeds its folds from one pool
+of its worker's loader processes (16 cores and one worker: 15; with `--gpus 0,0`: 7 each);
+before issue 18 it split them between its folds (3 per fold of 5; 1 with `--gpus 0,0`), so
+per-image augmentation fed the fold in training at about (loaders per fold) x
+(albumentations per core, table above) images/s; the pool table shows what the one pool
+changes. The device path has its own cost: kornia draws each operation's parameters with many
 small tensor operations in the training process (profiled on the CPU: about 870 aten calls a
 batch for RandomAffine, 520 for ColorJitter), which compete with the model step's kernel
 launches for that one Python thread. On a CPU, kornia's colour operations are much slower than
@@ -148,32 +154,50 @@ def _epoch(run) -> tuple[int, float]:
     return len(run.sampler) * run.cfg.batch_size, seconds
 
 
+def _fed(run) -> tuple[int, float]:
+    """(images, seconds) of one epoch of the run's batches, loaded but not trained on."""
+    start = time.perf_counter()
+    images = sum(len(y) for _, y in run.loader)
+    return images, time.perf_counter() - start
+
+
 def measure_backbone(ds, folds, cfg, device, epochs: int, sampler: GpuSampler) -> dict:
-    """Limit, both pipelines (alternating epoch by epoch), their images/s and GPU use."""
+    """Limit, both pipelines, the cpu pipeline on split pools, the feed of the trial's pool
+    and of split pools (all alternating epoch by epoch), their images/s and GPU use."""
     from dataclasses import replace
 
-    from maskopt.trainer.loop import FoldRun, default_workers
+    from maskopt.trainer.loop import FoldRun, LoaderPool, default_workers
 
-    per_fold = max(1, default_workers(device) // len(folds)) if default_workers(device) else 0
+    workers = default_workers(device)
+    per_fold = max(1, workers // len(folds)) if workers else 0
     limit = FoldRun(replace(cfg, augment=0), ds, folds[0][0], None, device=device, num_workers=0)
     limit.loader = _device_batches(limit)
+    pools = {on: LoaderPool(replace(cfg, augment_on=on), ds, device) for on in ("cpu", "device")}
     pipelines = {
         on: [
-            FoldRun(replace(cfg, augment_on=on), ds, tr, None, device=device, num_workers=per_fold)
+            FoldRun(replace(cfg, augment_on=on), ds, tr, None, device=device, pool=pools[on])
             for tr, _ in folds
         ]
         for on in ("cpu", "device")
     }
-    totals = {name: [0, 0.0] for name in ("limit", "cpu", "device")}
+    pipelines["cpu_split"] = [
+        FoldRun(replace(cfg, augment_on="cpu"), ds, tr, None, device=device, num_workers=per_fold)
+        for tr, _ in folds
+    ]
+    names = ("limit", "cpu", "device", "cpu_split", "fed", "fed_split")
+    totals = {name: [0, 0.0] for name in names}
     spans: dict[str, list[tuple[float, float]]] = {"cpu": [], "device": []}
     try:
         for epoch in range(epochs + 1):
-            order = ["limit", "cpu", "device"] if epoch % 2 else ["device", "cpu", "limit"]
+            order = list(names) if epoch % 2 else list(reversed(names))
             for name in order:
                 t0 = time.monotonic()
-                runs = [limit] if name == "limit" else pipelines[name]
+                if name.startswith("fed"):  # the cpu pipelines' folds, loaded only
+                    runs, step = pipelines["cpu" + name[3:]], _fed
+                else:
+                    runs, step = [limit] if name == "limit" else pipelines[name], _epoch
                 for run in runs:
-                    images, seconds = _epoch(run)
+                    images, seconds = step(run)
                     if epoch > 0:  # epoch 0 warms up allocations, cuDNN's choices, workers
                         totals[name][0] += images
                         totals[name][1] += seconds
@@ -184,14 +208,34 @@ def measure_backbone(ds, folds, cfg, device, epochs: int, sampler: GpuSampler) -
         for runs in pipelines.values():
             for run in runs:
                 run.close()
+        for pool in pools.values():
+            pool.close()
     ips = {name: n / max(s, 1e-9) for name, (n, s) in totals.items()}
     return {
-        "limit": ips["limit"],
-        "cpu": ips["cpu"],
-        "device": ips["device"],
+        **ips,
         "util_cpu": sampler.mean(spans["cpu"]),
         "util_device": sampler.mean(spans["device"]),
+        "loaders": workers,
         "loader_per_fold": per_fold,
+    }
+
+
+def measure_auto(ds, cfg, device) -> dict:
+    """What `augment_on: auto` measures for `cfg` on `device` (both placements, the trial's
+    loader processes), the placement it picks and the seconds it costs. Called directly, so
+    the CPU dry run measures too (on a CPU device auto itself picks cpu unmeasured)."""
+    from maskopt.trainer.loop import default_workers, measure_images_per_s
+
+    start = time.perf_counter()
+    rates = {
+        on: measure_images_per_s(cfg, ds, device, on, default_workers(device))
+        for on in ("cpu", "device")
+    }
+    return {
+        "auto_cpu": rates["cpu"],
+        "auto_device": rates["device"],
+        "auto_pick": max(rates, key=lambda on: rates[on]),
+        "auto_s": time.perf_counter() - start,
     }
 
 
@@ -310,14 +354,14 @@ def _worker(env, data_dir, cache_dir, cfg_dict, n_folds, epochs, device, barrier
     from maskopt.trainer.config import config_from_dict
     from maskopt.trainer.device import resolve_device
     from maskopt.trainer.folds import create_folds
-    from maskopt.trainer.loop import FoldRun, default_workers
+    from maskopt.trainer.loop import FoldRun, LoaderPool, default_workers
 
     dev = resolve_device(device)
     ds = read_train(data_dir, cache_dir=cache_dir, progress=False)
     cfg = config_from_dict(cfg_dict)
     folds = create_folds(ds.strata(), ds.groups(), n_folds, seed=0)
-    per_fold = max(1, default_workers(dev) // n_folds) if default_workers(dev) else 0
-    runs = [FoldRun(cfg, ds, tr, va, device=dev, num_workers=per_fold) for tr, va in folds]
+    pool = LoaderPool(cfg, ds, dev, num_workers=default_workers(dev))  # the trial's, as searched
+    runs = [FoldRun(cfg, ds, tr, va, device=dev, pool=pool) for tr, va in folds]
     try:
         for run in runs:  # warm-up epoch, then all workers start together
             run.run_epoch()
@@ -336,6 +380,7 @@ def _worker(env, data_dir, cache_dir, cfg_dict, n_folds, epochs, device, barrier
     finally:
         for run in runs:
             run.close()
+        pool.close()
 
 
 def measure_workers(data_dir, cache_dir, cfg, n_workers, n_folds, epochs, device) -> dict:
@@ -419,9 +464,10 @@ def report(args, cmd: str, device, setup: dict, rows: list, costs: dict, compile
         f"(each pipeline trains all {args.folds}, epoch by epoch in turn, as a trial does), "
         f"{args.size}x{args.size * 5 // 4} px, batch {args.batch_size}, augment {args.augment}, "
         f"from scratch; {args.epochs} measured epoch(s) after one warm-up, the limit and both "
-        f"pipelines alternating epoch by epoch in one process. Loader processes per fold: "
-        f"{setup['loader_per_fold']} (this process's share of cores - 1, split between the "
-        "folds).",
+        f"pipelines alternating epoch by epoch in one process. Loader processes: "
+        f"{setup['loaders']} a trial (this process's share of cores - 1), one pool feeding "
+        f"whichever fold trains; the split pools, as the search had them before: "
+        f"{args.folds} x {setup['loader_per_fold']}.",
         "",
     ]
     if not on_gpu:
@@ -453,6 +499,42 @@ def report(args, cmd: str, device, setup: dict, rows: list, costs: dict, compile
         )
     lines += ["", f"Target: pipeline / limit >= {TARGET} (0.95 the aim). Best of the two: "]
     lines[-1] += "; ".join(verdicts) + "."
+    lines += [
+        "",
+        "One loader pool a trial (the pipelines above) against one a fold (before), augment on "
+        "CPU: images/s fed to the training fold (its batches loaded, not trained on) and "
+        "trained.",
+        "",
+        "| backbone | fed, one pool | fed, a pool a fold | ratio | trained, one pool "
+        "| trained, a pool a fold | ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['backbone']} | {_fmt(r['fed'])} | {_fmt(r['fed_split'])} | "
+            f"{r['fed'] / r['fed_split']:.2f} | {_fmt(r['cpu'])} | {_fmt(r['cpu_split'])} | "
+            f"{r['cpu'] / r['cpu_split']:.2f} |"
+        )
+    lines += [
+        "",
+        "`augment_on: auto` (trainer.placement): both placements timed on a few batches of the "
+        "real training step with the trial's loader processes"
+        + (
+            ""
+            if on_gpu
+            else " (on a CPU device auto picks cpu without measuring; timed here to run the code)"
+        )
+        + "; the pick, against the better pipeline above.",
+        "",
+        "| backbone | cpu img/s | device img/s | picks | the pipelines' better | seconds |",
+        "| --- | ---: | ---: | --- | --- | ---: |",
+    ]
+    for r in rows:
+        better = "cpu" if r["cpu"] >= r["device"] else "device"
+        lines.append(
+            f"| {r['backbone']} | {_fmt(r['auto_cpu'])} | {_fmt(r['auto_device'])} | "
+            f"{r['auto_pick']} | {better} | {r['auto_s']:.1f} |"
+        )
     lines += [
         "",
         f"Augmentation alone (images/s): albumentations on one CPU core, kornia on "
@@ -600,12 +682,16 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 r = measure_backbone(ds, folds, cfg, device, args.epochs, sampler)
                 r.update(measure_inference(ds, cfg, device), backbone=backbone)
-                setup["loader_per_fold"] = r["loader_per_fold"]
+                r.update(measure_auto(ds, cfg, device))
+                setup["loaders"], setup["loader_per_fold"] = r["loaders"], r["loader_per_fold"]
                 rows.append(r)
                 print(
                     f"{backbone}: limit {r['limit']:.0f}, pipeline cpu-aug {r['cpu']:.0f} "
                     f"({r['cpu'] / r['limit']:.2f}), device-aug {r['device']:.0f} "
-                    f"({r['device'] / r['limit']:.2f}) img/s; util {r['util_cpu']} / "
+                    f"({r['device'] / r['limit']:.2f}) img/s; cpu-aug split pools "
+                    f"{r['cpu_split']:.0f}, fed {r['fed']:.0f} / split {r['fed_split']:.0f}; auto "
+                    f"{r['auto_cpu']:.0f} / {r['auto_device']:.0f} -> {r['auto_pick']} "
+                    f"({r['auto_s']:.1f} s); util {r['util_cpu']} / "
                     f"{r['util_device']}; inference {r['plain']:.0f}, TTA {r['tta']:.0f} img/s "
                     f"({time.perf_counter() - t:.0f} s)",
                     flush=True,

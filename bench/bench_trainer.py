@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.bench_trainer [--people 60] [--backbone resnet10t] [--size 64]
         [--augment 2] [--workers 0,1] [--epochs 3] [--threads N] [--device cpu]
+    .venv/bin/python -m bench.bench_trainer --feed [--feed-workers 2] [--feed-folds 2,3] ...
 
 "real": FoldRun as `maskopt train` runs it (the decoded-image memmap cache, per-image
 albumentations at the config's strength, the DataLoader with N workers, normalisation
@@ -10,6 +11,13 @@ by the same number of uint8 batches already in memory (no reading, no augmentati
 The two alternate epoch by epoch in one process (the machine is shared: side by
 side is the only fair comparison); the first epoch of each is a warm-up and not
 counted. Writes the BENCHMARKS.md section "trainer".
+
+--feed: the loader processes of a trial, shared against split. "shared": one LoaderPool of
+N processes feeding whichever of the k folds trains (the search since issue 18); "split":
+each fold's own pool of max(1, N // k) (the search before). k FoldRuns each, trained epoch
+by epoch in turn as a trial does; per setup, "fed" iterates each fold's batches without
+training (the rate the loader processes feed the training fold) and "trained" runs the real
+training step. Setups alternate epoch by epoch; writes the section "trainer-feed".
 """
 
 from __future__ import annotations
@@ -85,6 +93,96 @@ def measure(ds, cfg, workers: int, epochs: int, device: str) -> dict:
     return {"workers": workers, "real": r, "limit": lim, "ratio": r / lim, "runs": speeds}
 
 
+def measure_feed(
+    ds, cfg, workers: int, n_folds: int, epochs: int, device: str, passes: int = 3
+) -> dict:
+    """Images/s fed to (loader only: `passes` times the fold's batches, cheap next to a
+    training epoch) and trained by the training fold, one shared pool of `workers` processes
+    against k pools of max(1, workers // k), side by side."""
+    from maskopt.trainer.folds import create_folds
+    from maskopt.trainer.loop import FoldRun, LoaderPool
+
+    folds = create_folds(ds.strata(), ds.groups(), n_folds, seed=0)
+    per_fold = max(1, workers // n_folds) if workers else 0
+    pool = LoaderPool(cfg, ds, device, num_workers=workers)
+    setups = {
+        "shared": [FoldRun(cfg, ds, tr, None, device=device, pool=pool) for tr, _ in folds],
+        "split": [
+            FoldRun(cfg, ds, tr, None, device=device, num_workers=per_fold) for tr, _ in folds
+        ],
+    }
+    totals = {(name, mode): [0, 0.0] for name in setups for mode in ("fed", "trained")}
+    try:
+        for epoch in range(epochs + 1):
+            for name in ("shared", "split") if epoch % 2 else ("split", "shared"):
+                for run in setups[name]:  # the folds in turn, as a trial trains them
+                    start = time.perf_counter()
+                    fed = sum(len(y) for _ in range(passes) for _, y in run.loader)
+                    fed_s = time.perf_counter() - start
+                    _, _ = run.train_one_epoch()
+                    trained_s = time.perf_counter() - start - fed_s
+                    run.history.append({})  # advances the epoch counter (batch order)
+                    if epoch > 0:  # epoch 0 starts the processes and warms up
+                        trained = len(run.sampler) * cfg.batch_size
+                        for mode, n, sec in (("fed", fed, fed_s), ("trained", trained, trained_s)):
+                            totals[name, mode][0] += n
+                            totals[name, mode][1] += sec
+    finally:
+        for runs in setups.values():
+            for run in runs:
+                run.close()
+        pool.close()
+    ips = {key: n / max(sec, 1e-9) for key, (n, sec) in totals.items()}
+    return {
+        "folds": n_folds,
+        "workers": workers,
+        "per_fold": per_fold,
+        **{f"{name}_{mode}": v for (name, mode), v in ips.items()},
+    }
+
+
+def feed_section(cmd: str, ds, args, rows: list[dict], aug_us: float) -> str:
+    import torch
+
+    table = "\n".join(
+        f"| {r['backbone']} | {r['folds']} | {r['workers']} | {r['folds']} x {r['per_fold']} "
+        f"| {r['shared_fed']:.0f} | {r['split_fed']:.0f} | {r['shared_fed'] / r['split_fed']:.2f} "
+        f"| {r['shared_trained']:.1f} | {r['split_trained']:.1f} "
+        f"| {r['shared_trained'] / r['split_trained']:.2f} |"
+        for r in rows
+    )
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    fed = [r["shared_fed"] / r["split_fed"] for r in rows]
+    trained = [r["shared_trained"] / r["split_trained"] for r in rows]
+    bound = ", ".join(sorted({f"{r['workers'] / max(1, r['per_fold']):g}" for r in rows}))
+    return f"""## trainer-feed: the training fold's loader processes, one pool a trial vs one a fold
+
+`{cmd.strip()}` on {platform.machine()} with {os.cpu_count()} cores (shared; load {load:.1f} \
+at the end), torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s), device \
+{args.device}. {len(ds)} images ({ds.n_people} people), k folds, each fold's training part, \
+from scratch at {args.size} px, batch {args.batch_size}, augment {args.augment} on the CPU \
+(albumentations per image in the loader processes, {aug_us:.0f} us per image alone). Shared: \
+one LoaderPool of N processes feeding whichever fold trains (the search now); split: each \
+fold's own pool of max(1, N // k) (the search before). Each setup runs its k folds epoch by \
+epoch in turn as a trial does; per fold and epoch, "fed" iterates the fold's batches \
+{args.feed_passes} times without training (how fast the loader processes feed the training \
+fold), then "trained" runs the real training step. Images/s over {args.epochs} epochs after one warm-up, the setups alternating \
+epoch by epoch in one process.
+
+| backbone | folds | N | split pools | fed img/s, shared | fed, split | ratio | trained img/s, shared | trained, split | ratio |
+| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |
+{table}
+
+Shared / split, over these rows: fed {min(fed):.2f}-{max(fed):.2f}, trained \
+{min(trained):.2f}-{max(trained):.2f}. The split pools gave the training fold max(1, N // k) \
+processes, the shared pool all N, so the fed ratio can be at most N / max(1, N // k) \
+({bound} here). On this machine the cores are shared with other jobs (the load above) and, \
+while a fold trains, with its training step: the N processes do not get N free cores, and \
+on the CPU the training step, not the feed, sets the trained rate. On a GPU: not measured yet \
+(bench:gpu's pool table, on a GPU machine).
+"""
+
+
 def learn_section(paths: list[Path]) -> str:
     """A table of `maskopt train` runs read from their metrics.json (nothing typed in by hand)."""
     import json
@@ -138,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     p.add_argument(
+        "--feed", action="store_true", help="shared vs split loader pools (section trainer-feed)"
+    )
+    p.add_argument("--feed-workers", type=int, default=2, help="a trial's loader processes")
+    p.add_argument("--feed-folds", default="2,3", help="comma-separated fold counts")
+    p.add_argument("--feed-passes", type=int, default=3, help="loader-only passes an epoch")
+    p.add_argument(
         "--learn-metrics",
         type=Path,
         action="append",
@@ -167,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         )  # build the cache before timing: it is built once per size, not per epoch
         aug_us = augment_cost(ds, args.size, args.augment)
         print(f"augment {args.augment}: {aug_us:.0f} us per image", flush=True)
+        if args.feed:
+            return feed_main(args, argv, ds, aug_us)
         rows = []
         for backbone in args.backbone.split(","):
             cfg = TrainConfig(
@@ -235,6 +341,48 @@ augmentation in torch on the device would remove it (not implemented).
         from bench._report import write_section
 
         write_section("trainer", md)
+    print(md)
+    return 0
+
+
+def feed_main(args, argv, ds, aug_us: float) -> int:
+    from maskopt.trainer.config import TrainConfig
+
+    rows = []
+    for backbone in args.backbone.split(","):
+        cfg = TrainConfig(
+            backbone=backbone,
+            image_size=args.size,
+            batch_size=args.batch_size,
+            epochs=args.epochs + 1,
+            augment=args.augment,
+            augment_on="cpu",
+            scheduler="none",
+        )
+        for k in (int(x) for x in args.feed_folds.split(",")):
+            t = time.perf_counter()
+            r = {
+                "backbone": backbone,
+                **measure_feed(
+                    ds, cfg, args.feed_workers, k, args.epochs, args.device, args.feed_passes
+                ),
+            }
+            rows.append(r)
+            print(
+                f"{backbone} k={k}: fed shared {r['shared_fed']:.0f} / split {r['split_fed']:.0f} "
+                f"img/s ({r['shared_fed'] / r['split_fed']:.2f}); trained shared "
+                f"{r['shared_trained']:.1f} / split {r['split_trained']:.1f} img/s "
+                f"({r['shared_trained'] / r['split_trained']:.2f})  "
+                f"({time.perf_counter() - t:.0f} s)",
+                flush=True,
+            )
+    cmd = "python -m bench.bench_trainer " + " ".join(sys.argv[1:] if argv is None else argv)
+    md = feed_section(cmd, ds, args, rows, aug_us)
+    if not args.no_write:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from bench._report import write_section
+
+        write_section("trainer-feed", md)
     print(md)
     return 0
 

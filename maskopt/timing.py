@@ -24,12 +24,13 @@ def images_per_s(
     run: Callable[[np.ndarray], Any],
     images: np.ndarray,
     *,
-    budget_s: float = BUDGET_S,
+    budget_s: float | None = None,
     repeats: int = REPEATS,
 ) -> float:
     """Images per second of `run(batch)` on `images`: one warm-up run on a few images (which
     also measures a first rate), then the fastest of `repeats` runs on as many of the images
-    as fit in `budget_s` altogether (at least the warm-up's)."""
+    as fit in `budget_s` (default BUDGET_S) altogether (at least the warm-up's)."""
+    budget_s = BUDGET_S if budget_s is None else budget_s
     images = np.asarray(images)
     first = images[: min(WARMUP, len(images))]
     start = time.perf_counter()

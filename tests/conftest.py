@@ -34,6 +34,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _brief_timings():
+    """Each export times its trade-off rows; no test checks those figures closely (test_timing
+    checks the timing itself), so they run on a short budget here."""
+    from maskopt import timing
+
+    saved, timing.BUDGET_S = timing.BUDGET_S, 0.2
+    yield
+    timing.BUDGET_S = saved
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic data folder in the competition layout (train + eval + solution.csv)."""

@@ -30,7 +30,8 @@ class FinishedStudy:
 def _configs():
     from maskopt.trainer.config import TrainConfig
 
-    base = dict(image_size=32, epochs=2, batch_size=32, augment=0, seed=0)
+    # augment_on auto as the `default` space samples it: the export's retraining resolves it
+    base = dict(image_size=32, epochs=2, batch_size=32, augment=0, augment_on="auto", seed=0)
     return [
         TrainConfig(backbone="test_convnext", lr=3e-3, **base),
         TrainConfig(backbone="test_resnet", lr=1e-2, **base),
@@ -42,15 +43,15 @@ def complementary_oof(trial: int, labels: np.ndarray) -> np.ndarray:
     """OOF probabilities where only a 2:1 mix of trials 0 and 1 gets every image right.
 
     X rows: trial 0 sure and right, trial 1 unsure and wrong. Y rows: 0 unsure and wrong,
-    1 sure and right. Z rows: 0 fairly sure and right, 1 sure and wrong. Trial 2 is noise.
+    1 sure and right. Z rows: 0 fairly sure and right, 1 sure and wrong. Trial 2 is sure and
+    wrong everywhere: any vote of it only hurts.
     """
     n, c = len(labels), 18
     kind = np.array(["X"] * 8 + ["Y"] * 7 + ["Z"] * 5)[np.arange(n) % 20]
-    if trial == 2:
-        return np.random.default_rng(0).dirichlet(np.ones(c), size=n).astype(np.float32)
     spec = [
         {"X": {0: 0.9}, "Y": {0: 0.25, 1: 0.35}, "Z": {0: 0.5}},
         {"X": {0: 0.15, 1: 0.4}, "Y": {0: 0.9}, "Z": {2: 0.7}},
+        {"X": {3: 0.8}, "Y": {3: 0.8}, "Z": {3: 0.8}},
     ][trial]
     p = np.zeros((n, c))
     rows = np.arange(n)

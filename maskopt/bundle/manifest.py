@@ -19,8 +19,9 @@ bundle (its manifest, and nothing but the files below) is ever replaced.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ from maskopt.errors import DataError
 from maskopt.outputs import Owned, atomic_write_text
 
 MANIFEST = "manifest.json"
+STUDENT_DIR = "student"  # the distilled student's checkpoint (`best --export --distill`)
+STUDENT_ONNX = "student.onnx"
 
 
 ONNX_FILE = "model.onnx"
@@ -56,6 +59,8 @@ BUNDLE = Owned(
             SUBMISSION,
             "eval_probs.npz",
             ONNX_FILE,
+            STUDENT_DIR,
+            STUDENT_ONNX,
         }
     ),
     made_by="maskopt best --export",
@@ -77,6 +82,35 @@ class Member:
     retrained: bool  # True: one model retrained on all data; False: the trial's fold models
     epochs: int  # epochs of the retrained model (the trial's config epochs for fold models)
     temperature: float = 1.0  # its probabilities are softmax(log p / T) before the vote
+
+
+@dataclass(frozen=True)
+class Student:
+    """One model distilled from an ensemble (`best --export --distill`): trained on all the
+    training images with the teacher's out-of-fold probabilities as soft targets."""
+
+    config: dict[str, Any]  # asdict(TrainConfig) it was trained with
+    checkpoint: str  # relative to the bundle folder (STUDENT_DIR/model.pt)
+    epochs: int
+    teacher: str  # the option it learnt from ("top 3 averaged", "ensemble selection", ...)
+    teacher_trials: tuple[int, ...]  # the teacher's members
+    teacher_weights: tuple[float, ...]
+    temperature: float  # the distillation temperature (trainer.losses.DISTILL_T)
+    alpha: float  # the soft targets' share of the loss (trainer.losses.DISTILL_ALPHA)
+    heldout: dict[str, Any] | None = None  # its eval macro F1 and 95% interval
+    images_per_s: float | None = None  # its inference rate (PyTorch, the export's device)
+
+    def member(self) -> Member:
+        """The student as a bundle member (weight 1): what predicts with it."""
+        return Member(
+            trial=-1,
+            weight=1.0,
+            config=self.config,
+            checkpoints=(self.checkpoint,),
+            oof_f1=math.nan,  # trained on every image: it has no out-of-fold predictions
+            retrained=True,
+            epochs=self.epochs,
+        )
 
 
 @dataclass(frozen=True)
@@ -102,10 +136,20 @@ class Manifest:
     created: str = ""  # UTC, ISO 8601
     versions: dict[str, str] = field(default_factory=dict)
     format: int = FORMAT
+    student: Student | None = None  # with --distill; older bundles have none
 
     @property
     def weights(self) -> list[float]:
         return [m.weight for m in self.members]
+
+    def student_manifest(self) -> Manifest:
+        """The student alone as a one-member manifest (predict --student, student.onnx);
+        DataError when the bundle has none."""
+        if self.student is None:
+            raise DataError(
+                "this bundle holds no student: export it with `maskopt best --export --distill`."
+            )
+        return replace(self, vote="soft", members=(self.student.member(),), student=None)
 
 
 def library_versions() -> dict[str, str]:
@@ -151,7 +195,16 @@ def read_manifest(folder: Path) -> Manifest:
         members = tuple(
             Member(**{**m, "checkpoints": tuple(m["checkpoints"])}) for m in raw.get("members", [])
         )
-        manifest = Manifest(**{**raw, "members": members})
+        student = raw.get("student")
+        if student is not None:
+            student = Student(
+                **{
+                    **student,
+                    "teacher_trials": tuple(student["teacher_trials"]),
+                    "teacher_weights": tuple(student["teacher_weights"]),
+                }
+            )
+        manifest = Manifest(**{**raw, "members": members, "student": student})
     except (TypeError, KeyError) as err:
         raise DataError(f"{path} does not describe a bundle: {err}.") from None
     if not manifest.members:
@@ -162,6 +215,8 @@ def read_manifest(folder: Path) -> Manifest:
         for ck in m.checkpoints:
             if not (folder / ck).is_file():
                 problems.append(f"member trial {m.trial}: checkpoint {ck} is missing")
+    if manifest.student is not None and not (folder / manifest.student.checkpoint).is_file():
+        problems.append(f"the student's checkpoint {manifest.student.checkpoint} is missing")
     if manifest.vote not in ("soft", "hard"):
         problems.append(f"vote is {manifest.vote!r}, expected soft or hard")
     if problems:

@@ -73,14 +73,16 @@ def input_sizes(manifest: Manifest) -> dict[str, int]:
     return {f"images_{size}": size for size in sizes}
 
 
-def require_onnx_model(folder: Path) -> Path:
-    """folder/model.onnx, once onnxruntime and the file are there; else one line saying which
-    is missing (ConfigError naming the extra, DataError naming the export command)."""
+def require_onnx_model(folder: Path, name: str = ONNX_FILE) -> Path:
+    """folder/model.onnx (or `name`: the student's), once onnxruntime and the file are there;
+    else one line saying which is missing (ConfigError naming the extra, DataError naming the
+    export command)."""
     check_onnx()
-    path = Path(folder) / ONNX_FILE
+    path = Path(folder) / name
     if not path.is_file():
         raise DataError(
-            f"bundle {folder} has no {ONNX_FILE}: export it with `maskopt best --export --onnx`."
+            f"bundle {folder} has no {name}: export it with `maskopt best --export --onnx`"
+            + (" --distill." if name != ONNX_FILE else ".")
         )
     return path
 
@@ -107,8 +109,10 @@ def predict_onnx(
     manifest: Manifest | None = None,
     batch_size: int = 256,
     session: Any = None,
+    name: str = ONNX_FILE,
 ) -> np.ndarray:
-    """`bundle.predict_images` through folder/model.onnx: (N, 18) float32 probabilities.
+    """`bundle.predict_images` through folder/model.onnx (or `name`): (N, 18) float32
+    probabilities.
 
     DataError when model.onnx was made from another manifest, or the images are not the size
     an input takes.
@@ -116,11 +120,11 @@ def predict_onnx(
 
     folder = Path(folder)
     manifest = manifest or read_manifest(folder)
-    session = session or onnx_session(require_onnx_model(folder))
+    session = session or onnx_session(require_onnx_model(folder, name))
     meta = session.get_modelmeta().custom_metadata_map
     if meta.get(META + "graph_key") != graph_key(manifest):
         raise DataError(
-            f"{folder / ONNX_FILE} was exported from another ensemble than {folder}'s manifest; "
+            f"{folder / name} was exported from another ensemble than {folder}'s manifest; "
             "export it again (maskopt best --export --onnx)."
         )
     arrays = {}

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 
 from maskopt.bundle.manifest import (
+    ONNX_FILE,
+    STUDENT_ONNX,
     ImagesFor,
     Manifest,
     Member,
@@ -47,13 +49,13 @@ from maskopt.trainer.metrics import Interval, bootstrap_f1
 RUNTIMES = ("torch", "onnx")  # onnx: the bundle's model.onnx in onnxruntime (onnx_runtime.py)
 
 
-def check_runtime(runtime: str, folder: Path | None = None) -> str:
+def check_runtime(runtime: str, folder: Path | None = None, onnx_file: str = ONNX_FILE) -> str:
     """`runtime`, or a one-line error; for onnx with a bundle `folder`, also that onnxruntime
-    and folder/model.onnx are there, so a missing one fails before any image is read."""
+    and folder/`onnx_file` are there, so a missing one fails before any image is read."""
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, but got {runtime=}.")
     if runtime == "onnx" and folder is not None:
-        require_onnx_model(folder)
+        require_onnx_model(folder, onnx_file)
     return runtime
 
 
@@ -64,13 +66,15 @@ def predict_images(
     device: str | torch.device = "cpu",
     manifest: Manifest | None = None,
     runtime: str = "torch",
+    onnx_file: str = ONNX_FILE,
 ) -> np.ndarray:
     """The bundle's combined probabilities, (N, 18) float32; `images_for(size)` gives the
-    images. runtime "onnx": the same numbers from model.onnx in onnxruntime (CPU)."""
+    images. runtime "onnx": the same numbers from model.onnx (`onnx_file`: the student's
+    student.onnx) in onnxruntime (CPU)."""
     manifest = manifest or read_manifest(folder)
     check_vote(manifest.vote)
-    if check_runtime(runtime, folder) == "onnx":
-        return predict_onnx(folder, images_for, manifest=manifest)
+    if check_runtime(runtime, folder, onnx_file) == "onnx":
+        return predict_onnx(folder, images_for, manifest=manifest, name=onnx_file)
     return predict_members(folder, manifest, images_for, device=device)
 
 
@@ -210,11 +214,13 @@ def predict(
     runtime: str = "torch",
     cache_dir: str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
+    student: bool = False,
 ) -> Prediction:
     """`maskopt predict`: a bundle folder or a checkpoint on `images` (files or folders of
     them), or with `on_eval` (or an `eval_data` folder) on <data>/eval; `crop` and `tta` are a
     checkpoint's (a bundle uses its own). runtime "onnx" needs a bundle with model.onnx. With
-    `out`, the predictions are also written there as CSV (the path checked before any work)."""
+    `out`, the predictions are also written there as CSV (the path checked before any work).
+    `student`: the bundle's distilled student alone (best --export --distill)."""
     source = Path(source)
     on_eval = on_eval or eval_data is not None
     if on_eval == bool(images):
@@ -227,7 +233,15 @@ def predict(
             f"but {source} is a checkpoint file: drop --runtime or give a bundle."
         )
     folder, manifest = as_bundle(source, crop=crop, tta=tta)
-    check_runtime(runtime, folder)  # before any image is read
+    onnx_file = ONNX_FILE
+    if student:
+        if not source.is_dir():
+            raise ConfigError(
+                f"--student predicts with a bundle's distilled student, but {source} is a "
+                "checkpoint file: give a bundle folder (maskopt best --export --distill)."
+            )
+        manifest, onnx_file = manifest.student_manifest(), STUDENT_ONNX
+    check_runtime(runtime, folder, onnx_file)  # before any image is read
     dev = resolve_device(device)  # a torch.device as given stays as it is (tests use meta)
     if not on_eval:
         paths = expand_images(list(images))
@@ -237,13 +251,16 @@ def predict(
             device=dev,
             manifest=manifest,
             runtime=runtime,
+            onnx_file=onnx_file,
         )
         pred = Prediction([str(p) for p in paths], probs)
     else:
         data_dir = eval_data_dir(source, eval_data)
         cache = None if cache_dir is None else Path(cache_dir)
         ev = require_eval(data_dir, crop=manifest.crop, cache_dir=cache)
-        probs = predict_images(folder, ev.images, device=dev, manifest=manifest, runtime=runtime)
+        probs = predict_images(
+            folder, ev.images, device=dev, manifest=manifest, runtime=runtime, onnx_file=onnx_file
+        )
         pred = Prediction(list(ev.image_ids), probs, ev.solution, ev.groups, data_dir)
     if out is not None:
         write_predictions(pred, out)

@@ -61,11 +61,13 @@ class EvalScores:
 
     heldout: dict[str, Any] | None  # the bundle's (None without solution.csv)
     members: dict[str, dict[str, Any]]  # each member's alone, by trial number
+    student: dict[str, Any] | None = None  # the distilled student's (with --distill)
 
 
 def write_eval(folder: Path, manifest: Manifest, ev: Any, *, device: str) -> EvalScores:
-    """submission.csv and eval_probs.npz (the bundle's and each member's probabilities) for
-    the eval set `ev` (an EvalSet); with its solution, the held-out macro F1s with intervals."""
+    """submission.csv and eval_probs.npz (the bundle's, each member's and the student's
+    probabilities) for the eval set `ev` (an EvalSet); with its solution, the held-out macro
+    F1s with intervals."""
 
     member_p = [
         member_probs(
@@ -75,13 +77,21 @@ def write_eval(folder: Path, manifest: Manifest, ev: Any, *, device: str) -> Eva
     ]
     probs = combine(member_p, manifest.weights, vote=manifest.vote)
     labels = probs.argmax(1)  # before any cast: the hard vote's tie-break is tiny
-    np.savez_compressed(
-        folder / "eval_probs.npz",
-        probs=probs.astype(np.float32),
-        image_ids=np.array(ev.image_ids),
-        member_probs=np.stack(member_p),
-        members=np.array([m.trial for m in manifest.members]),
-    )
+    student = None
+    if manifest.student is not None:
+        m = manifest.student.member()
+        student = member_probs(
+            folder, m, ev.images(int(m.config["image_size"])), tta=manifest.tta, device=device
+        )
+    arrays = {
+        "probs": probs.astype(np.float32),
+        "image_ids": np.array(ev.image_ids),
+        "member_probs": np.stack(member_p),
+        "members": np.array([m.trial for m in manifest.members]),
+    }
+    if student is not None:
+        arrays["student_probs"] = student
+    np.savez_compressed(folder / "eval_probs.npz", **arrays)  # type: ignore[arg-type]
     _write_csv(
         folder / SUBMISSION,
         EVAL_COLUMNS,
@@ -96,4 +106,5 @@ def write_eval(folder: Path, manifest: Manifest, ev: Any, *, device: str) -> Eva
             str(m.trial): bootstrap_f1(ev.solution, p.argmax(1), groups).as_dict()
             for m, p in zip(manifest.members, member_p, strict=True)
         },
+        None if student is None else bootstrap_f1(ev.solution, student.argmax(1), groups).as_dict(),
     )

@@ -160,7 +160,14 @@ Heartbeat = Annotated[
 
 # -- best and the export ---------------------------------------------------------------------
 
-Top = Annotated[int, typer.Option("--top", help="How many of the best complete trials.")]
+Top = Annotated[
+    int,
+    typer.Option(
+        "--top",
+        help="How many of the best complete trials to list; with --export, the largest "
+        "average of the best trials considered (1: the best single only).",
+    ),
+]
 Export = Annotated[
     bool, typer.Option("--export", help="Choose the ensemble, retrain it and write the bundle.")
 ]
@@ -184,6 +191,21 @@ Onnx = Annotated[
         "--onnx",
         help="Also write model.onnx: the whole ensemble as one ONNX graph "
         "(predict --runtime onnx; needs the onnx extra).",
+    ),
+]
+Distill = Annotated[
+    bool,
+    typer.Option(
+        "--distill",
+        help="Also train one student model on the ensemble's out-of-fold probabilities: a "
+        "single model's speed with most of the ensemble's accuracy (predict --student).",
+    ),
+]
+StudentBackbone = Annotated[
+    str | None,
+    typer.Option(
+        "--student",
+        help="The student's timm backbone (with --distill; default: the best trial's).",
     ),
 ]
 Trial = Annotated[int | None, typer.Option("--trial", help="A trial number (with --config-out).")]
@@ -225,6 +247,12 @@ OnEval = Annotated[
 CheckpointTta = Annotated[
     bool,
     typer.Option("--tta", help="Average with the mirrored image (a bundle uses its own setting)."),
+]
+UseStudent = Annotated[
+    bool,
+    typer.Option(
+        "--student", help="Predict with the bundle's distilled student (best --export --distill)."
+    ),
 ]
 Runtime = Annotated[
     str,

@@ -18,6 +18,7 @@ def predict(
     device: o.Device = "auto",
     tta: o.CheckpointTta = False,
     runtime: o.Runtime = "torch",
+    student: o.UseStudent = False,
 ) -> None:
     """Predict mask / gender / age classes of new photos (any size) with a checkpoint or a bundle."""
     from maskopt.bundle.predict import predict as predict_
@@ -32,5 +33,6 @@ def predict(
         device=device,
         runtime=runtime,
         out=out,
+        student=student,
     )
     render.predictions(checkpoint, pred, out)

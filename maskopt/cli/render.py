@@ -254,6 +254,8 @@ def studies(storage: str, infos: list[StudyInfo]) -> None:
 
 
 def best_trials(study: str, best: BestTrials) -> None:
+    from maskopt.studies.table import augment_text
+
     console = Console()
     rows = best.rows
     counts = counts_line(best.counts)
@@ -261,8 +263,8 @@ def best_trials(study: str, best: BestTrials) -> None:
         console.print(f"study {study!r} has no complete trials yet ({counts or 'no trials'}).")
         return
     t = Table(title=f"top {len(rows)} trials of {study!r} ({counts})")
-    for col in ("trial", "macro F1", "folds", "best ep", "img/s", "models"):
-        t.add_column(col, justify="left" if col == "models" else "right", no_wrap=True)
+    for col in ("trial", "macro F1", "folds", "best ep", "img/s", "augment", "models"):
+        t.add_column(col, justify="left" if col in ("augment", "models") else "right", no_wrap=True)
     t.add_column("key parameters", overflow="fold", min_width=24)
     for r in rows:
         spread = f"{min(r.fold_f1):.3f}-{max(r.fold_f1):.3f}" if r.fold_f1 else "-"
@@ -277,6 +279,7 @@ def best_trials(study: str, best: BestTrials) -> None:
             spread,
             ",".join(map(str, r.fold_best_epoch)) or "-",
             fmt(r.images_per_s, 0),
+            augment_text(r),
             "kept" if r.number in best.kept else "-",
             params,
         )
@@ -286,49 +289,54 @@ def best_trials(study: str, best: BestTrials) -> None:
     )
 
 
-def interval(d: dict | None) -> str:
-    """A manifest's Interval (its as_dict()) in one line, as Interval prints itself."""
+def interval(d: dict | None, sign: str = "") -> str:
+    """A manifest's Interval (its as_dict()) in one line: as Interval prints itself, or short
+    (value [low, high]) with `sign` "+" for a difference."""
     from maskopt.trainer.metrics import Interval
 
-    return "-" if d is None else str(Interval(**d))
+    if d is None:
+        return "-"
+    if sign:
+        return f"{d['value']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
+    return str(Interval(**d))
 
 
 def export_report(console: Console, rep: ExportReport) -> None:
     m = rep.manifest
-    t = table(
-        f"OOF macro F1 of the top {len(m.candidates)} trials ({m.vote} vote)",
-        [("", "left"), ("OOF macro F1", "right"), ("weight", "right")],
+    if m.choice.get("options"):  # manifests before the expected-score choice have none
+        console.print(options_table(m))
+    console.print(
+        "exported: "
+        + ", ".join(
+            f"trial {mm.trial} (OOF {fmt(mm.oof_f1)}, weight {fmt(mm.weight, 2)})"
+            for mm in m.members
+        )
+        + f"; in-sample OOF macro F1 {fmt(m.oof_f1)}"
     )
-    weights = {mm.trial: mm.weight for mm in m.members}
-    for c in m.candidates:
-        t.add_row(f"trial {c['trial']}", fmt(c["oof_f1"]), fmt(weights.get(c["trial"]), 2))
-    t.add_row("[bold]exported (in-sample)[/bold]", f"[bold]{fmt(m.oof_f1)}[/bold]", "")
-    console.print(t)
     console.print(m.choice.get("target_note", ""))
     console.print(m.choice.get("temperature_note", ""))
     console.print(f"[bold]{m.choice.get('decision', '')}[/bold]")
-    onnx = any(r.get("onnx_images_per_s") for r in m.tradeoff)
-    cols = ["option", "OOF macro F1", "images/s"] + (["onnx images/s"] if onnx else [])
-    trade = table(
-        "trade-off: OOF macro F1 against inference speed",
-        [(c, "left" if c == "option" else "right") for c in [*cols, "forward passes"]],
-    )
-    for r in m.tradeoff:
-        speed = [fmt(r["images_per_s"], 0)] + ([fmt(r["onnx_images_per_s"], 0)] if onnx else [])
-        trade.add_row(r["name"], fmt(r["oof_f1"]), *speed, str(r["models"]))
-    console.print(trade)
+    console.print(tradeoff_table(m))
+    if m.student is not None:
+        st = m.student
+        console.print(
+            f"student: {st.config['backbone']}, distilled from {st.teacher} (trials "
+            + ", ".join(map(str, st.teacher_trials))
+            + f"); held-out macro F1 {interval(st.heldout)}; "
+            f"maskopt predict {rep.out} --student"
+        )
+        console.print(m.choice.get("teacher_note", ""))
     for note in m.notes:
         console.print(f"note: {note}")
-    how = (
-        "retrained on all data" if all(mm.retrained for mm in m.members) else "fold models averaged"
-    )
+    retrained = all(mm.retrained for mm in m.members)
+    how = "retrained on all data" if retrained else "fold models averaged"
     console.print(
         f"bundle written to {rep.out} ({len(m.members)} member(s), {how}"
         f"{', hflip TTA' if m.tta else ''})"
     )
     if rep.plots is not None:
         console.print(f"plots: {rep.out / 'plots.html'}")
-    if onnx:
+    if any(r.get("onnx_images_per_s") for r in m.tradeoff):
         console.print(f"onnx: {rep.out / 'model.onnx'}  (maskopt predict {rep.out} --runtime onnx)")
     if rep.submission is not None:
         console.print(f"submission: {rep.submission}")
@@ -337,6 +345,56 @@ def export_report(console: Console, rep: ExportReport) -> None:
         if len(m.heldout_members) > 1:
             for trial, d in m.heldout_members.items():
                 console.print(f"  trial {trial} alone: {interval(d)}")
+
+
+def options_table(m: Any) -> Table:
+    """Every option of the export's choice with its expected score; the chosen one marked."""
+    t = table(
+        f"the export's options, judged on people they were not chosen on ({m.vote} vote)",
+        [(c, "left") for c in ("option", "expected macro F1 [95% CI]", "gain", "members")],
+    )
+    trials = [c["trial"] for c in m.candidates]
+    for i, o in enumerate(m.choice["options"]):
+        e = o["expected"]
+        gain = "-" if o["gain"] is None else interval(o["gain"]["diff"], sign="+")
+        mark = " *" if i == m.choice.get("chosen") else ""
+        members = ", ".join(
+            f"{trials[j]}" + ("" if len(o["members"]) == 1 else f" x{w:.2f}")
+            for j, w in zip(o["members"], o["weights"], strict=True)
+        )
+        expected = f"{e['value']:.4f} [{e['low']:.4f}, {e['high']:.4f}]"
+        t.add_row(o["name"] + mark, expected, gain, members)
+    return t
+
+
+def tradeoff_table(m: Any) -> Table:
+    """Macro F1 (OOF; held-out where known) against images/s and forward passes."""
+    onnx = any(r.get("onnx_images_per_s") for r in m.tradeoff)
+    heldout = heldout_by_row(m)
+    cols = ["option", "OOF macro F1"] + (["held-out F1"] if heldout else []) + ["images/s"]
+    cols += ["onnx images/s"] if onnx else []
+    t = table(
+        "trade-off: macro F1 against inference speed",
+        [(c, "left" if c == "option" else "right") for c in [*cols, "forward passes"]],
+    )
+    for i, r in enumerate(m.tradeoff):
+        scores = [fmt(r["oof_f1"])] + ([fmt(heldout.get(i))] if heldout else [])
+        speed = [fmt(r["images_per_s"], 0)] + ([fmt(r["onnx_images_per_s"], 0)] if onnx else [])
+        t.add_row(r["name"], *scores, *speed, str(r["models"]))
+    return t
+
+
+def heldout_by_row(m: Any) -> dict[int, float]:
+    """The trade-off rows whose held-out macro F1 is known (eval/solution.csv): the row of what
+    was exported, and the student's."""
+    if m.heldout is None:
+        return {}
+    names = [r["name"] for r in m.tradeoff]
+    export_row = (2 if len(m.members) > 1 else 0) + (1 if m.tta else 0)
+    out = {export_row: m.heldout["value"]} if export_row < len(names) else {}
+    if m.student is not None and m.student.heldout is not None and names[-1].startswith("student"):
+        out[len(names) - 1] = m.student.heldout["value"]
+    return out
 
 
 # -- predict ---------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import typer
 
 from maskopt.cli import options as o
@@ -12,6 +14,7 @@ from maskopt.errors import ConfigError
 from maskopt.export.options import ExportOptions
 
 D = ExportOptions  # the defaults' one home
+EXPORT_FIELDS = {f.name for f in dataclasses.fields(ExportOptions)}
 
 
 @friendly
@@ -34,6 +37,8 @@ def best(
     retrain: o.Retrain = D.retrain,
     tta: o.BundleTta = D.tta,
     onnx: o.Onnx = D.onnx,
+    distill: o.Distill = D.distill,
+    student: o.StudentBackbone = D.student,
     data: o.RecordedData = D.data,
     skip_bad: o.RecordedSkipBad = D.skip_bad,
     cache: o.Cache = D.cache,
@@ -42,6 +47,7 @@ def best(
     config_out: o.ConfigOut = None,
 ) -> None:
     """The top trials of a study; --export builds the ensemble bundle."""
+    options = dict(locals())  # every option by name: ExportOptions' fields share the names
     from rich.console import Console
 
     if (trial is None) != (config_out is None):
@@ -57,21 +63,7 @@ def best(
     elif export:
         from maskopt.export.export import export_best
 
-        opts = ExportOptions(
-            study,
-            storage,
-            artifacts,
-            data,
-            skip_bad,
-            cache,
-            out,
-            top,
-            vote,
-            retrain,
-            tta,
-            onnx,
-            device,
-        )
+        opts = ExportOptions(**{k: v for k, v in options.items() if k in EXPORT_FIELDS})
         render.export_report(
             console, export_best(opts, echo=lambda s: console.print(f"[dim]{s}[/dim]"))
         )

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A top trial with what the export needs from the study."""
+    """A complete trial with what the export needs from the study."""
 
     number: int  # trial number
     value: float  # the trial's objective value (OOF macro F1 as the search reported it)
@@ -79,18 +79,28 @@ def check_data(name: str, settings: StudySettings, data: TrainSet, data_dir: Pat
 
 
 def load_candidates(
-    study: optuna.Study, store: ModelStore, data: TrainSet, top: int, work: Path
+    study: optuna.Study,
+    store: ModelStore,
+    data: TrainSet,
+    work: Path,
+    *,
+    need_models: bool = False,
 ) -> tuple[list[Candidate], list[str]]:
-    """The top `top` complete trials with saved OOF predictions, best first; and notes on
-    the ones left out."""
-
+    """Every complete trial with saved OOF predictions, best first (the export's pool: its OOF
+    is all that choosing needs, and retraining needs only its config); with `need_models`
+    (--no-retrain) only those whose fold models are kept. Notes on the ones left out."""
     labels = data.labels()
     notes: list[str] = []
     out: list[Candidate] = []
-    for t in complete_trials(study)[:top]:
+    without_models = []
+    for t in complete_trials(study):
         record = read_trial(t)
         if not record.oof_artifact or record.config is None:
             notes.append(f"trial {t.number} left out: no saved OOF predictions or config.")
+            continue
+        fold_models = kept_models(store, record)
+        if need_models and not fold_models:
+            without_models.append(t.number)
             continue
         with np.load(download(store, record.oof_artifact, work / f"oof-{t.number}.npz")) as z:
             probs, oof_labels = z["probs"].astype(np.float32), z["labels"]
@@ -106,9 +116,14 @@ def load_candidates(
                 config=config_from_dict(record.config),
                 oof=probs,
                 oof_f1=macro_f1(labels, probs.argmax(1)),
-                fold_models=kept_models(store, record),
+                fold_models=fold_models,
                 fold_best_epoch=tuple(int(e) for e in t.user_attrs.get(FOLD_BEST_EPOCH, [])),
             )
+        )
+    if without_models:
+        notes.append(
+            f"{len(without_models)} trial(s) without kept fold models left out of the choice "
+            "(--no-retrain averages fold models; export with --retrain to consider them)."
         )
     if not out:
         raise StudyError(

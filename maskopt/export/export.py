@@ -24,7 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from maskopt.bundle.manifest import BUNDLE, Manifest, Member, library_versions, write_manifest
+from maskopt import timing
+from maskopt.bundle.manifest import (
+    BUNDLE,
+    STUDENT_ONNX,
+    Manifest,
+    Member,
+    library_versions,
+    write_manifest,
+)
 from maskopt.bundle.onnx_graph import check_exportable, export_onnx
 from maskopt.bundle.onnx_runtime import check_onnx
 from maskopt.bundle.reports import write_eval, write_oof_report
@@ -38,7 +46,14 @@ from maskopt.export.options import ExportOptions
 from maskopt.export.plots import PlotsResult, write_plots
 from maskopt.export.retrain import copy_fold_models, epoch_cap_note, retrain_config
 from maskopt.export.retrain import retrain as retrain_members
-from maskopt.export.tradeoff import tradeoff_table, tta_oof
+from maskopt.export.student import student_config, teacher_probs, train_student
+from maskopt.export.tradeoff import (
+    Speeds,
+    architecture,
+    student_row,
+    tradeoff_table,
+    tta_oof,
+)
 from maskopt.outputs import check_out_dir, replace_dir
 from maskopt.store.locations import create_artifact_store, study_artifacts_dir
 from maskopt.store.records import StudySettings, read_settings
@@ -107,8 +122,8 @@ def export_best(
     ):
         work = Path(work_s)
         # 1. candidates
-        cands, notes = load_candidates(study, store, data, top, work)
-        echo(f"{len(cands)} candidate trial(s) loaded with their OOF predictions")
+        cands, notes = load_candidates(study, store, data, work, need_models=not retrain)
+        echo(f"{len(cands)} complete trial(s) loaded with their OOF predictions")
 
         # 2. the members, judged out of sample over people
         choice = choose_ensemble(
@@ -117,11 +132,12 @@ def export_best(
             data.groups(),
             names=[f"trial {c.number}" for c in cands],
             targets=[{k: getattr(c.config, k) for k in TARGET_KEYS} for c in cands],
+            top=top,
             vote=vote,
             rounds=opts.rounds,
         )
-        if opts.average_all:  # a baseline: every candidate at equal weight, nothing chosen
-            n = len(cands)
+        if opts.average_all:  # a baseline: the top trials at equal weight, nothing chosen
+            n = min(top, len(cands))
             choice = dataclasses.replace(
                 choice,
                 members=tuple(range(n)),
@@ -132,6 +148,13 @@ def export_best(
             )
         chosen = [cands[i] for i in choice.members]
         best = cands[choice.best]
+        distilled: tuple | None = None
+        if opts.distill and choice.teacher is None:
+            notes.append(f"--distill: no student, {choice.teacher_note}")
+        elif opts.distill:  # the teacher and the student's config, before any training
+            student_cfg = student_config(best, opts.student)
+            distilled = (student_cfg, *teacher_probs(choice, cands, vote))
+            echo(choice.teacher_note)
         temperature = dict(zip([c.number for c in chosen], choice.temperatures, strict=True))
         ens_oof = combine(
             [apply_temperature(c.oof, temperature[c.number]) for c in chosen],
@@ -141,6 +164,8 @@ def export_best(
 
         if onnx and retrain:  # an exporter failure must not come after hours of retraining
             check_exportable([c.config for c in chosen], choice.weights, vote=vote, tta=tta)
+        if onnx and distilled is not None:
+            check_exportable([distilled[0]], [1.0], vote="soft", tta=tta)
         # 3. TTA on OOF (needs the fold models) and the trade-off table
         folds = study_folds(settings, data)
         involved = list({c.number: c for c in [best, *chosen]}.values())
@@ -167,6 +192,12 @@ def export_best(
             echo(f"measuring hflip TTA on OOF for trial {c.number}")
             tta_probs[c.number] = tta_oof(c, data, folds, fold_cks[c.number], dev)
         per_member = {c.number: 1 if retrain else len(c.fold_models) for c in [best, *chosen]}
+        timed = len({architecture(c.config) for c in involved}) * (2 if onnx else 1)
+        echo(
+            f"timing inference for the trade-off table: {timed} model(s), with and without "
+            f"TTA, about {2 * timing.BUDGET_S:.0f} s each"
+        )
+        speeds = Speeds(dev)
         tradeoff = tradeoff_table(
             best,
             chosen if choice.kept else [],
@@ -176,7 +207,7 @@ def export_best(
             temperature,
             data,
             vote,
-            dev,
+            speeds,
             onnx=onnx,
         )
         if tta and tradeoff[-1].oof_f1 is None:
@@ -193,6 +224,25 @@ def export_best(
             )
         else:
             trained = copy_fold_models(chosen, fold_cks, folder)
+        student = None
+        if distilled is not None:
+            student_cfg, soft, teacher_trials, teacher_weights = distilled
+            teacher = choice.options[choice.teacher].name if choice.teacher is not None else ""
+            echo(f"distilling a student ({student_cfg.backbone}) from {teacher}")
+            student = train_student(
+                student_cfg,
+                data,
+                soft,
+                folder,
+                teacher=teacher,
+                teacher_trials=teacher_trials,
+                teacher_weights=teacher_weights,
+                device=dev,
+                progress=progress,
+            )
+            row = student_row(student_cfg, data, speeds, tta, onnx=onnx)
+            tradeoff.append(row)
+            student = dataclasses.replace(student, images_per_s=row.images_per_s)
         manifest = Manifest(
             study=study_name,
             vote=vote,
@@ -231,6 +281,7 @@ def export_best(
             storage=storage_url,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             versions=library_versions(),
+            student=student,
         )
 
         # 5. the bundle: plots, eval outputs, the ONNX graph, and the manifest last
@@ -243,12 +294,19 @@ def export_best(
             manifest = dataclasses.replace(
                 manifest, heldout=scores.heldout, heldout_members=scores.members
             )
+            if manifest.student is not None:
+                manifest = dataclasses.replace(
+                    manifest, student=dataclasses.replace(manifest.student, heldout=scores.student)
+                )
             submission = Path(out) / SUBMISSION
         else:
             notes.append(f"no eval/ folder in {data_dir}: no submission.csv and no held-out score.")
         if onnx:
             echo("exporting the ensemble to model.onnx")
             export_onnx(folder, manifest=manifest)
+            if manifest.student is not None:
+                echo(f"exporting the student to {STUDENT_ONNX}")
+                export_onnx(folder, manifest=manifest.student_manifest(), out=folder / STUDENT_ONNX)
         manifest = dataclasses.replace(manifest, notes=notes)
         # the manifest last: a folder without it is not a bundle
         write_manifest(folder, manifest)

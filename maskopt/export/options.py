@@ -29,6 +29,8 @@ class ExportOptions:
     retrain: bool = True  # each member retrained on all the data; False: its fold models
     tta: bool = False  # hflip test-time augmentation in the bundle
     onnx: bool = False  # also model.onnx (the onnx extra)
+    distill: bool = False  # also one student model trained on the ensemble's OOF probabilities
+    student: str | None = None  # the student's backbone (default: the best single trial's)
     device: str = "auto"
     # not on the command line
     rounds: int = 25  # greedy selection's picks at most
@@ -38,5 +40,9 @@ class ExportOptions:
         check_vote(self.vote)
         if self.top < 1:
             raise ConfigError(f"--top must be >= 1, but got {self.top}.")
+        if self.student is not None and not self.distill:
+            raise ConfigError(
+                f"--student {self.student} names the distilled student's backbone: add --distill."
+            )
         if self.rounds < 1:
             raise ConfigError(f"rounds must be >= 1, but got {self.rounds=}.")

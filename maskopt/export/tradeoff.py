@@ -2,9 +2,10 @@
 
 TTA is measured on OOF with each trial's kept fold models (each on its own validation
 images), speed per config with a randomly initialised model (weights do not change
-speed). An image goes through every model of an option, so an option's images/s
-combines its members' as 1 / sum(models / images_per_s). Everything here returns
-values; nothing changes the candidates.
+speed), once per architecture in an export (`Speeds`: a member and the student of one
+backbone, head and size share their figures). An image goes through every model of an
+option, so an option's images/s combines its members' as 1 / sum(models / images_per_s).
+Everything here returns values; nothing changes the candidates.
 """
 
 from __future__ import annotations
@@ -65,6 +66,30 @@ def tta_oof(
     return out
 
 
+def architecture(cfg: TrainConfig) -> tuple:
+    """What a model's inference speed depends on: backbone, head and input size."""
+    return (cfg.backbone, cfg.head, cfg.head_hidden, cfg.image_size)
+
+
+class Speeds:
+    """Images/s by architecture, runtime and TTA, each measured once (the speed of a randomly
+    initialised model does not depend on its training)."""
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        self._seen: dict[tuple, float] = {}
+
+    def get(self, cfg: TrainConfig, images: np.ndarray, tta: bool, *, onnx: bool = False) -> float:
+        key = (architecture(cfg), tta, onnx)
+        if key not in self._seen:
+            self._seen[key] = (
+                onnx_images_per_s(cfg, images, tta)
+                if onnx
+                else images_per_s(cfg, images, self.device, tta)
+            )
+        return self._seen[key]
+
+
 def images_per_s(cfg: TrainConfig, images: np.ndarray, device: Any, tta: bool) -> float:
     """Inference throughput of one (randomly initialised) model of this config, on `device`
     (timing.images_per_s: bounded in time however slow the model)."""
@@ -83,7 +108,7 @@ def tradeoff_table(
     temperature: dict[int, float],
     data: TrainSet,
     vote: str,
-    device: str,
+    speeds: Speeds,
     onnx: bool = False,
 ) -> list[TradeOff]:
     """OOF macro F1 against inference images/s: the best single trial and the ensemble (if
@@ -96,9 +121,9 @@ def tradeoff_table(
     for c in {c.number: c for c in [best, *ensemble]}.values():
         imgs = np.asarray(data.images(c.config.image_size)[:THROUGHPUT_IMAGES])
         for t in (False, True):
-            speed[(c.number, t)] = images_per_s(c.config, imgs, device, t)
+            speed[(c.number, t)] = speeds.get(c.config, imgs, t)
             if onnx:
-                ort[(c.number, t)] = onnx_images_per_s(c.config, imgs, t)
+                ort[(c.number, t)] = speeds.get(c.config, imgs, t, onnx=True)
 
     def ips(table: dict, group: Sequence[Candidate], t: bool) -> float | None:
         if not table:
@@ -138,3 +163,18 @@ def tradeoff_table(
     if ensemble:
         out += rows(f"ensemble ({len(ensemble)} trials)", ensemble, weights, temperature)
     return out
+
+
+def student_row(
+    cfg: TrainConfig, data: TrainSet, speeds: Speeds, tta: bool, *, onnx: bool = False
+) -> TradeOff:
+    """The distilled student's row: no OOF F1 (it trained on every image: its held-out F1 is
+    in the manifest's student), its images/s, one model (two passes with TTA)."""
+    imgs = np.asarray(data.images(cfg.image_size)[:THROUGHPUT_IMAGES])
+    return TradeOff(
+        f"student (distilled, {cfg.backbone})" + (" + TTA" if tta else ""),
+        None,
+        speeds.get(cfg, imgs, tta),
+        2 if tta else 1,
+        speeds.get(cfg, imgs, tta, onnx=True) if onnx else None,
+    )

@@ -14,8 +14,8 @@ its environment (set before it imports torch):
                           1 thread trained ~9x faster than 2 when others competed)
 
 and sizes its loader processes from its share (maskopt.trainer.loop.default_workers: on a
-GPU MASKOPT_CPUS - 1; a trial divides them between its folds). A variable the user has set
-already (OMP_NUM_THREADS, MASKOPT_WORKERS, MASKOPT_CPUS) is left as it is.
+GPU MASKOPT_CPUS - 1, in one pool a trial that feeds whichever fold is training). A variable
+the user has set already (OMP_NUM_THREADS, MASKOPT_WORKERS, MASKOPT_CPUS) is left as it is.
 """
 
 from __future__ import annotations

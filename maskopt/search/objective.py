@@ -44,6 +44,7 @@ from maskopt.search.tracking.tracker import create_search_tracker
 from maskopt.spaces import get_space
 from maskopt.store.locations import artifacts_dir_for, create_artifact_store
 from maskopt.store.records import (
+    AUGMENT_PLACEMENT,
     CLASS_F1,
     CONFIG,
     DURATION_S,
@@ -60,7 +61,7 @@ from maskopt.trainer.checkpoint import save_checkpoint
 from maskopt.trainer.config import config_to_dict
 from maskopt.trainer.device import resolve_device
 from maskopt.trainer.folds import create_folds
-from maskopt.trainer.loop import FoldRun, default_workers
+from maskopt.trainer.loop import FoldRun, LoaderPool
 from maskopt.trainer.metrics import compute_metrics, macro_f1
 
 if TYPE_CHECKING:
@@ -138,35 +139,36 @@ class KFoldObjective:
         progress: dict[str, Any] = {"epochs_run": 0}
         study = trial.study.study_name
         with self.tracker.trial(study, trial.number, params=trial.params, config=config) as run:
+            # One pool of loader processes for the trial (all of this worker's: default_workers),
+            # feeding whichever fold trains. Making it resolves augment_on: auto (measured once
+            # per worker and shape on a GPU); the trial records what ran.
+            pool = LoaderPool(cfg, self.data, self.device)
+            trial.set_user_attr(AUGMENT_PLACEMENT, pool.placement.to_attr())
             try:
                 if self.opts.report == "fold":
-                    results = self._run_fold_major(trial, cfg, folds, progress, run)
+                    results = self._run_fold_major(trial, cfg, folds, progress, run, pool)
                 else:
-                    results = self._run_interleaved(trial, cfg, folds, progress, run)
+                    results = self._run_interleaved(trial, cfg, folds, progress, run, pool)
             except optuna.TrialPruned:
                 trial.set_user_attr(EPOCHS_RUN, progress["epochs_run"])
                 trial.set_user_attr(DURATION_S, round(time.perf_counter() - started, 2))
                 raise
             finally:
+                pool.close()
                 gc.collect()
             value = run.value = self._finish(trial, cfg, results, progress, started)
         return value
 
     # -- the two reporting schedules -------------------------------------------------------
 
-    def _run_interleaved(self, trial, cfg, folds, progress, run: TrialRun) -> list:
+    def _run_interleaved(self, trial, cfg, folds, progress, run: TrialRun, pool) -> list:
         """step = epoch, value = mean over folds of each fold's best-so-far F1 (monotone)."""
 
-        # k loaders are alive at once here: split the loader processes between them.
-        workers = default_workers(self.device)
-        per_fold = max(1, workers // len(folds)) if workers else 0
         fold_runs = []
         try:
             for train_idx, val_idx in folds:
                 fold_runs.append(
-                    FoldRun(
-                        cfg, self.data, train_idx, val_idx, device=self.device, num_workers=per_fold
-                    )
+                    FoldRun(cfg, self.data, train_idx, val_idx, device=self.device, pool=pool)
                 )
             best = [float("-inf")] * len(fold_runs)
             for epoch in range(1, cfg.epochs + 1):
@@ -188,12 +190,12 @@ class KFoldObjective:
             for fold_run in fold_runs:
                 fold_run.close()
 
-    def _run_fold_major(self, trial, cfg, folds, progress, run: TrialRun) -> list:
+    def _run_fold_major(self, trial, cfg, folds, progress, run: TrialRun, pool) -> list:
         """step = fold index, value = that fold's best F1 (for the Wilcoxon pruner)."""
 
         results = []
         for k, (train_idx, val_idx) in enumerate(folds):
-            fold_run = FoldRun(cfg, self.data, train_idx, val_idx, device=self.device)
+            fold_run = FoldRun(cfg, self.data, train_idx, val_idx, device=self.device, pool=pool)
             try:
                 for _ in range(cfg.epochs):
                     row = fold_run.run_epoch()

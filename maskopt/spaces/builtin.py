@@ -29,9 +29,10 @@ DEFAULT: dict[str, Any] = {
         "dropout": {"low": 0.0, "high": 0.5},
         "head": ["single", "multi"],
         "augment": [1, 2, 3],
-        # On a GPU the per-image CPU augmentation cannot keep up with the small backbones:
-        # the same strengths run as kornia batch ops on the GPU (BENCHMARKS.md, bench:gpu).
-        "augment_on": "device",
+        # Per-image CPU augmentation in the loader processes, or the same strengths as kornia
+        # batch ops on the GPU: each worker measures which trains faster, once per backbone,
+        # batch and strength (maskopt.trainer.placement; on a CPU device: cpu).
+        "augment_on": "auto",
         # The 2021 top entries used CutMix; whether mixing helps at 12 epochs is the search's call.
         "mix": ["none", "mixup", "cutmix"],
         "mix_alpha": {"low": 0.2, "high": 1.0, "when": {"mix": ["mixup", "cutmix"]}},

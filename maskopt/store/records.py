@@ -85,6 +85,10 @@ FOLD_BEST_EPOCH = "fold_best_epoch"  # 1-based epoch of each fold's best
 CLASS_F1 = "class_f1"  # 18 per-class F1 of the pooled out-of-fold predictions
 EPOCHS_RUN = "epochs_run"  # fold-epochs trained, over all folds (pruned trials too)
 IMAGES_PER_S = "images_per_s"  # training throughput, mean over folds
+# where augmentation ran: {"chosen": "cpu" | "device", "cpu_images_per_s", "device_images_per_s"}
+# (the rates measured for `augment_on: auto` on a GPU, None when not measured;
+# maskopt.trainer.placement.Placement.to_attr). CONFIG keeps what was sampled ("auto").
+AUGMENT_PLACEMENT = "augment_placement"
 DURATION_S = "duration_s"  # seconds the trial took
 OOF_ARTIFACT = "oof_artifact"  # Optuna artifact id of the OOF .npz (probs, labels)
 MODEL_ARTIFACTS = "model_artifacts"  # ids of the fold checkpoints in the artifact store
@@ -100,6 +104,7 @@ TRIAL_KEYS = (
     CLASS_F1,
     EPOCHS_RUN,
     IMAGES_PER_S,
+    AUGMENT_PLACEMENT,
     DURATION_S,
     OOF_ARTIFACT,
     MODEL_ARTIFACTS,
@@ -170,6 +175,7 @@ class TrialRecord:
     class_f1: tuple[float, ...]
     epochs_run: int | None
     images_per_s: float | None
+    augment_placement: dict[str, Any] | None  # AUGMENT_PLACEMENT (None: not recorded)
     duration_s: float | None
     oof_artifact: str | None
     model_artifacts: tuple[str, ...]  # listed fold models: kept_models() says which exist
@@ -221,6 +227,7 @@ def read_trial(t: FrozenTrial) -> TrialRecord:
         class_f1=tuple(float(v) for v in attrs.get(CLASS_F1) or ()),
         epochs_run=_int_or_none(attrs.get(EPOCHS_RUN)),
         images_per_s=_float_or_none(attrs.get(IMAGES_PER_S)),
+        augment_placement=attrs.get(AUGMENT_PLACEMENT),
         duration_s=_float_or_none(attrs.get(DURATION_S)),
         oof_artifact=attrs.get(OOF_ARTIFACT),
         model_artifacts=tuple(attrs.get(MODEL_ARTIFACTS) or ()),

@@ -28,7 +28,8 @@ SCHEDULERS = ("none", "step", "cosine", "plateau")
 LOSSES = ("cross_entropy", "focal", "label_smoothing", "f1")
 HEADS = ("single", "multi")
 AUGMENT_LEVELS = (0, 1, 2, 3)  # maskopt.data.augment.create_augment strengths (0: none)
-AUGMENT_ON = ("cpu", "device")  # albumentations per image in the loader / kornia on the batch
+AUGMENT_ON = ("cpu", "device", "auto")  # albumentations per image in the loader / kornia on
+# the batch / the faster of the two, measured where the run trains (maskopt.trainer.placement)
 MIXES = ("none", "mixup", "cutmix")  # maskopt.trainer.mix
 
 
@@ -62,7 +63,8 @@ class TrainConfig:
     # where `augment` runs: cpu = albumentations per image in the loader processes (what every
     # config trained with before the key existed); device = the same strengths as kornia batch
     # ops on the training device (maskopt.data.device_augment), which keeps a GPU fed when the
-    # loader's cores cannot (BENCHMARKS.md, bench:gpu)
+    # loader's cores cannot (BENCHMARKS.md, bench:gpu); auto = cpu on a CPU device, elsewhere
+    # the faster of the two, measured on a few batches once per process (trainer.placement)
     augment_on: str = "cpu"
     mix: str = "none"  # none / mixup / cutmix: each sample mixed with a partner, on the device
     mix_alpha: float = 1.0  # the mixing share is Beta(mix_alpha, mix_alpha), per sample

@@ -11,23 +11,30 @@ Validation always scores the TRUE labels (old age 60); training targets use `cfg
 Loader processes (`default_workers`): none on the CPU, where the model needs the cores; on a
 GPU all the cores this process may use but one (the one that drives the GPU). The search
 divides the machine's cores between the workers sharing it (maskopt.search.gpus sets
-MASKOPT_CPUS for each) and a trial divides its share between the folds it trains side by
-side; each fold's loader processes live as long as the fold (the trial).
+MASKOPT_CPUS for each). A `LoaderPool` owns them: one persistent DataLoader whose items are
+whole batches, fed each fold's batch keys in turn. A trial makes one pool for all its folds
+(they train one after another, read the same images with the same config, and differ only in
+their rows), so the fold in training gets every loader process of the trial, not 1/k of them;
+a FoldRun on its own (`fit`, `maskopt train`, the export's retraining) makes its own pool.
+`augment_on: auto` is resolved when the pool is made (maskopt.trainer.placement: cpu on a CPU
+device, else the faster of the two, measured once per process).
 
 Repeatable on the CPU: the model is initialised from `cfg.seed`, batch order and per-image
 augmentation are seeded per (seed, epoch, batch), and each FoldRun keeps its own torch
 RNG state (which also draws dropout, device augmentation and mixing), so folds interleaved
-epoch by epoch (as the search does) train exactly as they would alone.
+epoch by epoch (as the search does) train exactly as they would alone, with their own pool or
+a shared one, and with any number of loader processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,7 +42,7 @@ import torch
 
 from maskopt.data.augment import create_augment
 from maskopt.data.device_augment import create_device_augment
-from maskopt.data.labels import OLD_AGE
+from maskopt.data.labels import NUM_CLASSES, OLD_AGE
 from maskopt.errors import ConfigError
 from maskopt.trainer.config import TrainConfig
 from maskopt.trainer.device import (
@@ -44,13 +51,21 @@ from maskopt.trainer.device import (
     norm_tensors,
     oom_as_error,
     resolve_device,
+    same_device,
     to_input,
 )
-from maskopt.trainer.losses import class_weights, create_loss
+from maskopt.trainer.losses import (
+    DISTILL_ALPHA,
+    class_weights,
+    create_loss,
+    distill_loss,
+    soften,
+)
 from maskopt.trainer.metrics import macro_f1
 from maskopt.trainer.mix import mix_batch
 from maskopt.trainer.models import create_model
 from maskopt.trainer.optim import create_optimizer, create_scheduler
+from maskopt.trainer.placement import resolve_augment_on
 from maskopt.trainer.predict import predict_probs
 
 
@@ -98,13 +113,22 @@ class _EpochBatches:
 
 
 class _BatchReader:
-    """Dataset whose item is a whole batch: uint8 NHWC tensor and int64 targets."""
+    """Dataset whose item is a whole batch: uint8 NHWC tensor and int64 targets, and the soft
+    targets of those rows when a student is distilled ((N, C) float32)."""
 
-    def __init__(self, images: np.ndarray, targets: np.ndarray, augment, seed: int) -> None:
+    def __init__(
+        self,
+        images: np.ndarray,
+        targets: np.ndarray,
+        augment,
+        seed: int,
+        soft: np.ndarray | None = None,
+    ) -> None:
         self.images = images
         self.targets = targets
         self.augment = augment
         self.seed = seed
+        self.soft = soft
 
     def __getitem__(self, key):
 
@@ -113,7 +137,10 @@ class _BatchReader:
         if self.augment is not None:
             _reseed(self.augment, _batch_seed(self.seed, epoch, b))
             x = np.stack([self.augment(im) for im in x])
-        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(self.targets[rows])
+        batch = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(self.targets[rows])
+        if self.soft is None:
+            return batch
+        return (*batch, torch.from_numpy(self.soft[rows]))
 
 
 def _reseed(augment, seed: int) -> None:
@@ -121,6 +148,134 @@ def _reseed(augment, seed: int) -> None:
         augment.set_random_seed(seed)
     else:  # a plain callable drawing from numpy's global RNG
         np.random.seed(seed % 2**32)
+
+
+class _FoldSwitch:
+    """The pool's sampler: the batch keys of the fold it was last pointed at. A DataLoader
+    iterates its sampler in the training process at each `iter()`, persistent workers too."""
+
+    def __init__(self) -> None:
+        self.fold: _EpochBatches | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.fold is None else len(self.fold)
+
+    def __iter__(self):
+        return iter(()) if self.fold is None else iter(self.fold)
+
+
+def _feed_key(cfg: TrainConfig, augment_on: str) -> tuple:
+    """What a batch read for `cfg` depends on besides its rows: FoldRuns that agree on it can
+    share one pool (the folds of a trial all do: they share the config)."""
+    return (cfg.image_size, cfg.old_age, cfg.seed, cfg.augment if augment_on == "cpu" else 0)
+
+
+class LoaderPool:
+    """One persistent DataLoader feeding whichever FoldRun is training (`batches(sampler)`).
+
+    Its processes read rows from the decoded-image memmap and augment them per image when the
+    placement is "cpu"; a fold's batches are keyed by (epoch, batch, rows) and augmented from
+    a seed of (cfg.seed, epoch, batch), so a batch is the same whichever pool or process makes
+    it. `augment_on: auto` is resolved here, where the device is known (`placement`).
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data,
+        device: str | torch.device = "auto",
+        num_workers: int | None = None,
+        soft_targets: np.ndarray | None = None,
+    ) -> None:
+        """`soft_targets`: (N, C) probabilities in the data's order (already softened) that
+        each batch carries as its third part, for a distilled student."""
+        self.data = data
+        self.soft = soft_targets
+        self.device = resolve_device(device)
+        self.workers = default_workers(self.device) if num_workers is None else num_workers
+        self.placement = resolve_augment_on(
+            cfg, data, self.device, num_workers=self.workers, measure=measure_images_per_s
+        )
+        self.augment_on = self.placement.chosen
+        self.key = _feed_key(cfg, self.augment_on)
+        self._switch = _FoldSwitch()
+        self._turn = 0
+        augment = create_augment(cfg.augment) if self.augment_on == "cpu" else None
+        targets = np.asarray(data.labels(cfg.old_age), dtype=np.int64)
+        self.loader: Any = torch.utils.data.DataLoader(
+            _BatchReader(data.images(cfg.image_size), targets, augment, cfg.seed, soft_targets),  # type: ignore[arg-type]
+            sampler=self._switch,
+            batch_size=None,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=self.workers > 0,
+            prefetch_factor=4 if self.workers > 0 else None,
+            # its own stream for the workers' base seed: a pool shared by folds, or not, leaves
+            # each fold's torch RNG stream alone (FoldRun.train_one_epoch draws for it)
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+
+    def serves(self, cfg: TrainConfig, data, device: torch.device) -> str | None:
+        """Why this pool cannot feed a FoldRun of `cfg` on `data` and `device` (None: it can)."""
+
+        on = self.augment_on if cfg.augment_on == "auto" else cfg.augment_on
+        if self.soft is not None:
+            return "it carries a student's soft targets"
+        if data is not self.data:
+            return "it reads another data set"
+        if not same_device(device, self.device):
+            return f"it feeds {self.device}, the run trains on {device}"
+        if on != self.augment_on or _feed_key(cfg, on) != self.key:
+            return (
+                f"it reads (image_size, old_age, seed, cpu augment) = {self.key} with augment_on "
+                f"{self.augment_on!r}, the run needs {_feed_key(cfg, on)} with {on!r}"
+            )
+        return None
+
+    def batches(self, sampler: _EpochBatches):
+        """One epoch of `sampler`'s batches, (uint8 NHWC, int64 targets), from the pool's
+        processes. A later call takes the pool over: an earlier epoch left unfinished ends."""
+        if self.loader is None:
+            raise RuntimeError("LoaderPool.batches after close()")
+        self._turn += 1
+        turn = self._turn
+        self._switch.fold = sampler
+        it = iter(self.loader)  # persistent workers: the one iterator, reset to this sampler
+        while True:
+            if turn != self._turn:  # checked before taking a batch that is not this epoch's
+                raise RuntimeError("a LoaderPool fed another fold before this epoch ended")
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            yield batch
+
+    def feed(self, sampler: _EpochBatches) -> _Feed:
+        """`sampler`'s batches as an iterable with len (FoldRun.loader)."""
+        return _Feed(self, sampler)
+
+    def close(self) -> None:
+        """Drop the DataLoader and its persistent processes."""
+        self.loader = None
+        self._switch.fold = None
+
+
+class _Feed:
+    """One fold's view of a LoaderPool: each `iter()` is one epoch of its sampler's batches."""
+
+    def __init__(self, pool: LoaderPool, sampler: _EpochBatches) -> None:
+        self.pool = pool
+        self.sampler = sampler
+
+    @property
+    def dataset(self) -> _BatchReader:
+        return self.pool.loader.dataset
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        return self.pool.batches(self.sampler)
 
 
 def _env_int(name: str, lo: int, environ: Mapping[str, str] | None = None) -> int | None:
@@ -148,7 +303,7 @@ def cpu_share(environ: Mapping[str, str] | None = None) -> int:
 
 
 def default_workers(device: torch.device, *, cpus: int | None = None) -> int:
-    """Loader processes for one training run (a trial splits them between its folds).
+    """Loader processes for one training run (a trial's LoaderPool: all its folds share them).
 
     On the CPU: none. Measured on 2 shared cores (bench/bench_trainer.py, BENCHMARKS.md),
     a worker process was not reliably faster (it takes a core from torch or from the
@@ -176,7 +331,15 @@ class FoldRun:
         val_idx: np.ndarray | None = None,
         device: str | torch.device = "auto",
         num_workers: int | None = None,
+        pool: LoaderPool | None = None,
+        soft_targets: np.ndarray | None = None,
     ) -> None:
+        """`pool`: a LoaderPool shared with other runs of the same config (the folds of a
+        trial); without one the run makes its own of `num_workers` processes
+        (`default_workers` when None) and closes it with the run. `soft_targets`: a teacher's
+        (N, C) probabilities in the data's order: the run trains a distilled student, its
+        loss DISTILL_ALPHA x distill_loss on them (softened by DISTILL_T) + the rest x the
+        config's loss on the labels (Hinton et al. 2015)."""
 
         self.cfg = cfg
         self.device = resolve_device(device)
@@ -221,20 +384,36 @@ class FoldRun:
             cfg, None if weight is None else torch.as_tensor(weight, device=self.device)
         )
         self.mean, self.std = norm_tensors(self.device)
-        on_device = cfg.augment_on == "device"
+        self.distilled = soft_targets is not None
+        if self.distilled:
+            soft = np.asarray(soft_targets)
+            if soft.shape != (len(self.targets), NUM_CLASSES):
+                raise ValueError(
+                    f"soft_targets: expected ({len(self.targets)}, {NUM_CLASSES}) probabilities "
+                    f"in the data's order, but got shape {soft.shape}."
+                )
+            if pool is not None:
+                raise ValueError(
+                    "FoldRun: a distilled run feeds from its own pool, not a shared one"
+                )
+        if pool is None:
+            softened = soften(soft_targets) if soft_targets is not None else None
+            self._own_pool: LoaderPool | None = LoaderPool(
+                cfg, data, self.device, num_workers, soft_targets=softened
+            )
+            pool = self._own_pool
+        else:
+            self._own_pool = None
+            if num_workers is not None:
+                raise ValueError("FoldRun: num_workers is the size of its own pool; not with pool")
+            why = pool.serves(cfg, data, self.device)
+            if why is not None:
+                raise ValueError(f"FoldRun: the LoaderPool given cannot feed this run: {why}.")
+        self.augment_on = pool.augment_on  # "cpu" or "device": `auto` resolved by the pool
+        on_device = self.augment_on == "device"
         self.batch_augment = create_device_augment(cfg.augment) if on_device else None
-        image_augment = None if on_device else create_augment(cfg.augment)
-        workers = default_workers(self.device) if num_workers is None else num_workers
         self.sampler = _EpochBatches(self.train_idx, cfg.batch_size, cfg.seed, drop_last=True)
-        self.loader: Any = torch.utils.data.DataLoader(
-            _BatchReader(self.images, self.targets, image_augment, cfg.seed),  # type: ignore[arg-type]
-            sampler=self.sampler,
-            batch_size=None,
-            num_workers=workers,
-            pin_memory=self._cuda,
-            persistent_workers=workers > 0,
-            prefetch_factor=4 if workers > 0 else None,
-        )
+        self.loader: Any = pool.feed(self.sampler)
 
     # -- one epoch -------------------------------------------------------------------------
 
@@ -262,18 +441,26 @@ class FoldRun:
         seen = 0
         n_batches = len(self.sampler)
         self.optimizer.zero_grad(set_to_none=True)
+        # Before the pool, each epoch's in-process DataLoader iterator drew its base seed from
+        # this stream; the pool draws from its own generator, and this draw keeps the stream
+        # (dropout, device augmentation, mixing) as every earlier config trained with it.
+        torch.empty((), dtype=torch.int64).random_()
         start = time.perf_counter()
-        for step, (xb, yb) in enumerate(self.loader):
+        for step, batch in enumerate(self.loader):
+            xb, yb = batch[0], batch[1]
             x = to_input(xb, self.device, self.mean, self.std, augment=self.batch_augment)
             y = yb.to(self.device, non_blocking=True)
+            soft = batch[2].to(self.device, non_blocking=True) if self.distilled else None
             y_b = lam = None
             if cfg.mix != "none":
-                x, y_b, lam = mix_batch(x, y, cfg.mix, cfg.mix_alpha)
+                x, y_b, lam, soft = mix_batch(x, y, cfg.mix, cfg.mix_alpha, soft=soft)
             with torch.autocast(
                 self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
             ):
                 logp = self._step_model(x)
             loss = self.loss_fn(logp.float(), y, target_b=y_b, lam=lam)
+            if soft is not None:  # a distilled student: the teacher's soft targets, and the labels
+                loss = DISTILL_ALPHA * distill_loss(logp.float(), soft) + (1 - DISTILL_ALPHA) * loss
             (loss / cfg.grad_accum).backward()
             if (step + 1) % cfg.grad_accum == 0 or step + 1 == n_batches:
                 self.optimizer.step()
@@ -381,7 +568,10 @@ class FoldRun:
         if self.val_idx is None and self.history and self._best_state is None:
             self._best_state = _cpu_state(self.model)
         self.model = self._step_model = self.optimizer = self.scheduler = self.loss_fn = None  # type: ignore[assignment]
-        self.loader = None  # type: ignore[assignment]  # drops persistent workers
+        self.loader = None  # type: ignore[assignment]
+        if self._own_pool is not None:  # a shared pool is its owner's to close
+            self._own_pool.close()  # drops persistent workers
+            self._own_pool = None
         self.images = None  # type: ignore[assignment]
         gc.collect()
         if self._cuda:
@@ -405,8 +595,10 @@ def fit(
     on_epoch: Callable[[dict], Any] | None = None,
     device: str | torch.device = "auto",
     num_workers: int | None = None,
+    soft_targets: np.ndarray | None = None,
 ) -> FitResult:
-    """Train `cfg` on fold=(train_idx, val_idx), or on all of `data` when fold is None.
+    """Train `cfg` on fold=(train_idx, val_idx), or on all of `data` when fold is None; with
+    `soft_targets` (a teacher's probabilities in the data's order) a distilled student.
 
     `on_epoch(metrics)` runs after each epoch and may raise (the search raises
     optuna.TrialPruned): everything is freed and the exception goes on.
@@ -415,7 +607,15 @@ def fit(
         train_idx, val_idx = np.arange(len(data.labels())), None
     else:
         train_idx, val_idx = fold
-    run = FoldRun(cfg, data, train_idx, val_idx, device=device, num_workers=num_workers)
+    run = FoldRun(
+        cfg,
+        data,
+        train_idx,
+        val_idx,
+        device=device,
+        num_workers=num_workers,
+        soft_targets=soft_targets,
+    )
     try:
         for _ in range(cfg.epochs):
             metrics = run.run_epoch()
@@ -424,3 +624,77 @@ def fit(
         return run.result()
     finally:
         run.close()
+
+
+# -- measuring a placement (maskopt.trainer.placement: augment_on auto) --------------------
+
+
+def _sync(device: torch.device) -> None:
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+class _Clock:
+    """Wraps a FoldRun's loader: passes `batches` batches on, then ends the epoch. It times
+    from the first batch's arrival (the processes' start-up is not the steady rate) to the
+    next batch's arrival after the last one passed on, with the device drained: `batches`
+    training steps and the loading they waited for."""
+
+    def __init__(self, feed, batches: int, device: torch.device) -> None:
+        self.feed, self.batches, self.device = feed, batches, device
+        self.images = 0
+        self.seconds = 0.0
+
+    def __len__(self) -> int:
+        return min(len(self.feed), self.batches)
+
+    def __iter__(self):
+        start = None
+        for i, (xb, yb, *_) in enumerate(self.feed):
+            if i == 0:
+                start = time.perf_counter()
+            if i == self.batches:
+                break
+            self.images += len(yb)
+            yield xb, yb
+        _sync(self.device)  # the steps queued on the device have run
+        self.seconds = 0.0 if start is None else time.perf_counter() - start
+
+
+def measure_images_per_s(
+    cfg: TrainConfig,
+    data,
+    device: torch.device,
+    augment_on: str,
+    num_workers: int,
+    *,
+    warmup: int = 2,
+    batches: int | None = None,
+) -> float:
+    """Training images/s of `cfg` with `augment_on`: a throwaway FoldRun (from scratch, eager)
+    on all of `data`, `warmup` batches untimed (kernel choice, process start),
+    then `batches` timed (default max(8, 2 x loader processes): a whole number of rounds of
+    the loader processes). The caller's torch RNG state is left as it was."""
+
+    probe = replace(
+        cfg, augment_on=augment_on, pretrained=False, weights=None, compile=False, freeze_epochs=0
+    )
+    batches = batches or max(8, 2 * num_workers)
+    with (
+        oom_as_error(cfg, device),  # the trial's own batch would not fit either: say so in a line
+        torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+        FoldRun(
+            probe, data, np.arange(len(data.labels())), None, device, num_workers=num_workers
+        ) as run,
+    ):
+        feed = run.loader
+        clocks = [_Clock(feed, warmup, device), _Clock(feed, batches, device)]
+        for clock in clocks:
+            run.loader = clock
+            # a throwaway model that diverges (a trial's large lr) has still timed its steps
+            with contextlib.suppress(ConfigError):
+                run.train_one_epoch()
+    return clocks[1].images / max(clocks[1].seconds, 1e-9)

@@ -113,3 +113,26 @@ def create_loss(cfg: TrainConfig, weight: torch.Tensor | None = None):
     if cfg.loss == "f1":
         return functools.partial(soft_f1, weight=weight)
     raise AssertionError(f"unvalidated loss {cfg.loss!r}")
+
+
+# -- knowledge distillation (Hinton et al. 2015): `maskopt best --export --distill` -------------
+
+DISTILL_T = 2.0  # the temperature that softens the teacher's and the student's probabilities
+DISTILL_ALPHA = 0.5  # the soft targets' share of the loss; the config's loss on the labels the rest
+
+
+def soften(probs: np.ndarray, t: float = DISTILL_T) -> np.ndarray:
+    """softmax(log p / t) row by row, float32: the teacher's probabilities made softer (t > 1),
+    so the student also learns how the teacher ranks the wrong classes."""
+    z = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, None)) / t
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def distill_loss(logp: torch.Tensor, soft: torch.Tensor, t: float = DISTILL_T) -> torch.Tensor:
+    """KL(soft || softmax(logp / t)) x t^2, the batch mean: `soft` holds the teacher's softened
+    probabilities (`soften`); t^2 keeps its gradients the size of a hard loss's (Hinton)."""
+    student = torch.log_softmax(logp / t, dim=1)
+    kl = (soft * (torch.log(soft.clamp_min(1e-12)) - student)).sum(dim=1)
+    return kl.mean() * t * t

@@ -26,10 +26,18 @@ class Mixed(NamedTuple):
     x: torch.Tensor  # the mixed batch, same shape, dtype, device and memory format as the input
     target_b: torch.Tensor  # (N,) the partner's targets
     lam: torch.Tensor  # (N,) float32: the share of each sample that is its own
+    soft: torch.Tensor | None = None  # (N, C) soft targets mixed as the images are
 
 
-def mix_batch(x: torch.Tensor, target: torch.Tensor, kind: str, alpha: float) -> Mixed:
-    """Mix a float NCHW batch and return it with the partners' targets and the shares."""
+def mix_batch(
+    x: torch.Tensor,
+    target: torch.Tensor,
+    kind: str,
+    alpha: float,
+    soft: torch.Tensor | None = None,
+) -> Mixed:
+    """Mix a float NCHW batch and return it with the partners' targets and the shares; soft
+    targets (a distillation's, (N, C)), when given, are mixed at the same shares."""
 
     if kind not in ("mixup", "cutmix"):
         raise ValueError(f"mix: expected 'mixup' or 'cutmix', but got {kind!r}.")
@@ -52,4 +60,9 @@ def mix_batch(x: torch.Tensor, target: torch.Tensor, kind: str, alpha: float) ->
         lam = 1.0 - ((y1 - y0) * (x1 - x0)).float() / (h * w)
         box = box_mask(y0, y1, x0, x1, h, w, x.device)
         torch.where(box, partner, x, out=out)
-    return Mixed(out, target[perm.to(target.device)], lam.to(target.device))
+    lam = lam.to(target.device)
+    mixed_soft = None
+    if soft is not None:
+        share = lam.to(soft.device, soft.dtype).view(n, 1)
+        mixed_soft = share * soft + (1 - share) * soft[perm.to(soft.device)]
+    return Mixed(out, target[perm.to(target.device)], lam, mixed_soft)

@@ -71,8 +71,9 @@ def test_train_fold_then_predict(tiny_data, tmp_path):
 
 
 def test_train_full(tiny_data, tiny_set, tmp_path):
+    """On all the data; `augment_on: auto` trains (on the CPU it resolves to cpu)."""
     (tmp_path / "cfg.json").write_text(
-        json.dumps({**tiny_cfg().__dict__, "epochs": 1, "head_hidden": []})
+        json.dumps({**tiny_cfg().__dict__, "epochs": 1, "head_hidden": [], "augment_on": "auto"})
     )
     res = runner.invoke(
         app,
@@ -92,6 +93,7 @@ def test_train_full(tiny_data, tiny_set, tmp_path):
     assert res.exit_code == 0, res.output
     metrics = json.loads((tmp_path / "full" / "metrics.json").read_text())
     assert metrics["full"] and metrics["best_f1"] is None and metrics["n_train"] == len(tiny_set)
+    assert metrics["config"]["augment_on"] == "auto" and metrics["history"][0]["train_loss"] > 0
 
 
 def _fails(args, code):

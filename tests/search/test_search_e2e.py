@@ -38,6 +38,7 @@ TRIAL_ATTRS = {
     r.CLASS_F1,
     r.EPOCHS_RUN,
     r.IMAGES_PER_S,
+    r.AUGMENT_PLACEMENT,
     r.DURATION_S,
     r.OOF_ARTIFACT,
 }
@@ -55,6 +56,7 @@ def check_every_attribute_reads_through_the_records(study, store) -> None:
         assert rec.worker == r.Worker(**a[r.WORKER]) and rec.worker.pid > 0
         assert list(rec.fold_f1) == a[r.FOLD_F1] and rec.epochs_run == a[r.EPOCHS_RUN]
         assert rec.duration_s == a[r.DURATION_S]
+        assert rec.augment_placement == a.get(r.AUGMENT_PLACEMENT)
         if t.state == TrialState.COMPLETE:
             assert rec.value == t.value
             assert list(rec.fold_best_epoch) == a[r.FOLD_BEST_EPOCH]

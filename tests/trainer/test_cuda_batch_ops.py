@@ -48,3 +48,21 @@ def test_device_augment_draws_the_same_on_cuda_as_on_the_cpu():
         out[device] = aug(x.to(device)).cpu()
     # same parameters; the kernels round differently
     assert (out["cpu"] - out["cuda"]).abs().mean() < 1e-3
+
+
+def test_auto_measures_both_placements_on_cuda_and_trains_with_the_faster(
+    tiny_set, tiny_folds, monkeypatch
+):
+    import maskopt.trainer.placement as placement
+    from maskopt.trainer.loop import FoldRun
+
+    monkeypatch.setattr(placement, "_MEASURED", {})
+    cfg = tiny_cfg(epochs=1, augment=2, augment_on="auto")
+    got = placement.resolve_augment_on(cfg, tiny_set, torch.device("cuda"), num_workers=1)
+    assert got.measured and got.cpu_images_per_s > 0 and got.device_images_per_s > 0
+    faster = "device" if got.device_images_per_s > got.cpu_images_per_s else "cpu"
+    assert got.chosen == faster
+    with FoldRun(cfg, tiny_set, *tiny_folds[0], device="cuda", num_workers=1) as run:
+        assert run.augment_on == got.chosen  # the pool took the cached measurement
+        row = run.run_epoch()
+    assert np.isfinite(row["train_loss"])

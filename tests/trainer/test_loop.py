@@ -220,3 +220,121 @@ def test_default_workers(monkeypatch):
     monkeypatch.setenv("MASKOPT_CPUS", "0")
     with pytest.raises(ConfigError, match="MASKOPT_CPUS: expected an integer >= 1"):
         default_workers(cuda)
+
+
+# -- one loader pool per trial -------------------------------------------------------------------
+
+
+def _history(run_or_result):
+    return [(h["train_loss"], h["val_f1"], h["val_loss"]) for h in run_or_result.history]
+
+
+@pytest.mark.parametrize("augment_on", ["cpu", "device"])
+def test_folds_on_a_shared_pool_train_as_each_alone_with_its_own(tiny_set, tiny_folds, augment_on):
+    """The search's path (k folds interleaved on one pool of 2 processes) against each fold
+    alone with a pool of its own and no loader process (what `fit` on the CPU does): the same
+    batches, augmentation, dropout draws, hence the same losses, F1 and probabilities."""
+    from maskopt.trainer.loop import LoaderPool
+
+    cfg = tiny_cfg(dropout=0.3, augment=2, augment_on=augment_on, seed=5)
+    alone = [fit(cfg, tiny_set, tiny_folds[k], device="cpu", num_workers=0) for k in (0, 1)]
+    pool = LoaderPool(cfg, tiny_set, "cpu", num_workers=2)
+    runs = [FoldRun(cfg, tiny_set, *tiny_folds[k], device="cpu", pool=pool) for k in (0, 1)]
+    try:
+        for _ in range(cfg.epochs):
+            for run in runs:
+                run.run_epoch()
+        shared = [run.result() for run in runs]
+    finally:
+        for run in runs:
+            run.close()
+        pool.close()
+    for a, s in zip(alone, shared, strict=True):
+        assert _history(s) == _history(a)
+        assert np.array_equal(s.val_probs, a.val_probs)
+
+
+def test_every_pool_process_serves_the_training_fold(tiny_set, tiny_folds, tmp_path, monkeypatch):
+    """Within one fold's epoch both loader processes of the trial's pool make its batches
+    (with split pools each fold had one process, the others idle)."""
+    import multiprocessing
+    import os
+
+    import maskopt.trainer.loop as loop
+
+    if multiprocessing.get_start_method() != "fork":  # the patch below reaches forked workers only
+        pytest.skip("loader processes are not forked here")
+    log = tmp_path / "made.log"
+    read = loop._BatchReader.__getitem__
+
+    def logged(self, key):  # runs in the loader processes (forked: they see this patch)
+        info = torch.utils.data.get_worker_info()
+        with log.open("a") as f:
+            f.write(f"{os.getpid()} {info.id if info else -1} {' '.join(map(str, key[2]))}\n")
+        return read(self, key)
+
+    monkeypatch.setattr(loop._BatchReader, "__getitem__", logged)
+    cfg = tiny_cfg(epochs=1, augment=2)
+    pool = loop.LoaderPool(cfg, tiny_set, "cpu", num_workers=2)
+    runs = [FoldRun(cfg, tiny_set, *tiny_folds[k], device="cpu", pool=pool) for k in (0, 1)]
+    try:
+        made = []
+        for run in runs:
+            log.write_text("")
+            run.run_epoch()
+            made.append([line.split(" ", 2) for line in log.read_text().splitlines()])
+            # every batch of this fold's epoch, once each, and nothing else
+            want = sorted(" ".join(map(str, rows)) for _, _, rows in run.sampler)
+            assert sorted(rows for _, _, rows in made[-1]) == want
+    finally:
+        for run in runs:
+            run.close()
+        pool.close()
+    for fold_made in made:
+        assert {w for _, w, _ in fold_made} == {"0", "1"}
+        pids = {pid for pid, _, _ in fold_made}
+        assert len(pids) == 2 and str(os.getpid()) not in pids
+    # the same two processes served both folds: one pool, not one per fold
+    assert {pid for pid, _, _ in made[0]} == {pid for pid, _, _ in made[1]}
+
+
+def test_a_pool_refuses_a_run_it_cannot_feed(tiny_set, tiny_folds):
+    from maskopt.trainer.loop import LoaderPool
+
+    pool = LoaderPool(tiny_cfg(), tiny_set, "cpu", num_workers=0)
+    try:
+        with pytest.raises(ValueError, match="image_size, old_age, seed, cpu augment"):
+            FoldRun(tiny_cfg(augment=2), tiny_set, *tiny_folds[0], device="cpu", pool=pool)
+        with pytest.raises(ValueError, match="augment_on 'cpu'.*'device'"):
+            FoldRun(tiny_cfg(augment_on="device"), tiny_set, *tiny_folds[0], "cpu", pool=pool)
+        with pytest.raises(ValueError, match="num_workers"):
+            FoldRun(tiny_cfg(), tiny_set, *tiny_folds[0], "cpu", num_workers=1, pool=pool)
+        # a config that trains differently but reads the same batches shares it
+        with FoldRun(tiny_cfg(lr=0.01, dropout=0.5), tiny_set, *tiny_folds[0], "cpu", pool=pool):
+            pass
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_fold_that_takes_the_pool_over_ends_the_earlier_epoch(tiny_set, tiny_folds, workers):
+    """Folds take turns on a pool: an epoch left unfinished cannot go on with another fold's
+    batches once that fold has started its own."""
+    from maskopt.trainer.loop import LoaderPool
+
+    cfg = tiny_cfg(augment=0)
+    pool = LoaderPool(cfg, tiny_set, "cpu", num_workers=workers)
+    a, b = (FoldRun(cfg, tiny_set, *tiny_folds[k], device="cpu", pool=pool) for k in (0, 1))
+    try:
+        first = iter(a.loader)
+        next(first)
+        assert len(list(b.loader)) == len(b.sampler)  # b's whole epoch, only b's batches
+        with pytest.raises(RuntimeError, match="fed another fold"):
+            next(first)
+        assert len(list(a.loader)) == len(a.sampler)  # a new epoch of a's is fine
+    finally:
+        a.close()
+        b.close()
+        pool.close()
+    with pytest.raises(RuntimeError, match="after close"):
+        next(iter(pool.feed(a.sampler)))
