@@ -254,7 +254,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from maskopt.data.layout import read_train
     from maskopt.data.synth import synthesize
-    from maskopt.trainer.config import TrainConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -275,14 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             return feed_main(args, argv, ds, aug_us)
         rows = []
         for backbone in args.backbone.split(","):
-            cfg = TrainConfig(
-                backbone=backbone,
-                image_size=args.size,
-                batch_size=args.batch_size,
-                epochs=args.epochs + 1,
-                augment=args.augment,
-                scheduler="none",
-            )
+            cfg = bench_config(args, backbone)
             for w in (int(x) for x in args.workers.split(",")):
                 t = time.perf_counter()
                 res = {"backbone": backbone, **measure(ds, cfg, w, args.epochs, args.device)}
@@ -345,20 +337,26 @@ augmentation in torch on the device would remove it (not implemented).
     return 0
 
 
-def feed_main(args, argv, ds, aug_us: float) -> int:
+def bench_config(args, backbone: str, **changes):
+    """The TrainConfig each measurement of `backbone` trains: a warm-up epoch, then `--epochs`
+    measured ones, no scheduler (a constant step)."""
     from maskopt.trainer.config import TrainConfig
 
+    return TrainConfig(
+        backbone=backbone,
+        image_size=args.size,
+        batch_size=args.batch_size,
+        epochs=args.epochs + 1,
+        augment=args.augment,
+        scheduler="none",
+        **changes,
+    )
+
+
+def feed_main(args, argv, ds, aug_us: float) -> int:
     rows = []
     for backbone in args.backbone.split(","):
-        cfg = TrainConfig(
-            backbone=backbone,
-            image_size=args.size,
-            batch_size=args.batch_size,
-            epochs=args.epochs + 1,
-            augment=args.augment,
-            augment_on="cpu",
-            scheduler="none",
-        )
+        cfg = bench_config(args, backbone, augment_on="cpu")
         for k in (int(x) for x in args.feed_folds.split(",")):
             t = time.perf_counter()
             r = {
