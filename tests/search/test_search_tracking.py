@@ -92,6 +92,7 @@ def searched(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Searc
         args = search_args(tiny_data, folder, "--trials", "3", "--track", "wandb")
         res = runner.invoke(app, [*args, "--track", "mlflow", "--keep-models", "0"])
     assert res.exit_code == 0, res.output
+    assert "tracking: " not in res.output, res.output  # no backend was dropped
     trials = read_trials(load_study(f"sqlite:///{folder / 'maskopt.db'}", STUDY))
     assert [t.state in FINISHED for t in trials] == [True] * 3
     return Searched(folder, res.output, trials, {t.number: t.state for t in trials})

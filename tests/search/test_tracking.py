@@ -240,6 +240,24 @@ def test_wandb_offline_run_per_trial(tracked: Tracked) -> None:
 # -- MLflow --------------------------------------------------------------------------------
 
 
+def test_wandb_dir_is_read_at_each_search_not_once_per_process(
+    tracked: Tracked, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """wandb fixes its settings at the first run of a process; a later search in the same
+    process (the `tracked` runs came first) still writes its runs under its own WANDB_DIR."""
+    from maskopt.search.tracking.wandb_backend import WandbBackend
+
+    for key in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(key, str(tmp_path / key))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "later"))
+    backend = WandbBackend()
+    backend.start(STUDY, 7, {"lr": 0.01}, {})
+    backend.end(0.5, "COMPLETE")
+    assert sorted(read_wandb_runs(tmp_path / "later")) == [7]
+    assert sorted(read_wandb_runs(tracked.wandb_dir)) == [0, 1, 2]
+
+
 def test_mlflow_run_per_trial(tracked: Tracked) -> None:
     from mlflow.tracking import MlflowClient
 

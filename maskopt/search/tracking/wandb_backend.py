@@ -8,11 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
-
+from typing import Any
 
 WANDB_PROJECT = "maskopt"  # when neither the option nor WANDB_PROJECT names one
 
@@ -31,6 +27,9 @@ class WandbBackend:
     ) -> None:
         self.project = project or os.environ.get("WANDB_PROJECT") or WANDB_PROJECT
         self.entity = entity
+        # WANDB_DIR read here, not left to wandb: its settings are fixed process-wide at the
+        # first run, so a later search in the same process would write where the first did
+        directory = directory if directory is not None else os.environ.get("WANDB_DIR")
         self.directory = None if directory is None else str(directory)
         self.run: Any = None
 
