@@ -18,9 +18,7 @@ does not do:
 
 from __future__ import annotations
 
-import gc
 import importlib
-import sys
 import threading
 import time
 import warnings
@@ -41,6 +39,7 @@ from maskopt.spaces import get_space
 from maskopt.store.locations import artifacts_dir_for, create_artifact_store
 from maskopt.store.records import FAIL_REASON, FINISHED, WORKER, count_finished, read_trial, requeue
 from maskopt.store.storage import create_storage, storage_lock
+from maskopt.trainer.memory import free_memory, frozen_heap
 
 if TYPE_CHECKING:
     from optuna.storages import RDBStorage
@@ -134,8 +133,14 @@ def run_worker(opts: SearchOptions, index: int = 0, objective: Any = None) -> Wo
     """Run trials until the study holds opts.trials finished ones (or timeout / Ctrl-C).
     The study exists and matches (maskopt.search.study.open_study, in run_search)."""
 
-    storage = create_storage(opts.storage, heartbeat=True, interval=opts.heartbeat)
     objective = objective if objective is not None else load_objective(opts)
+    with frozen_heap():  # the imports and the data stay out of every trial's collections
+        return _run_trials(opts, index, objective)
+
+
+def _run_trials(opts: SearchOptions, index: int, objective: Any) -> WorkerResult:
+
+    storage = create_storage(opts.storage, heartbeat=True, interval=opts.heartbeat)
     store = create_artifact_store(artifacts_dir_for(opts.storage, opts.artifacts))
     seed = None if opts.seed is None else opts.seed + index  # same seed: same params everywhere
     if opts.sampler == "grid":
@@ -241,7 +246,7 @@ def run_trial(
         _set_attr_unless_finished(trial, FAIL_REASON, fail_reason(err))
         return tell(state=TrialState.FAIL)
     finally:
-        _free_device_memory()
+        free_memory()  # what the trial left, OOM or not; its objective closed its models
     return tell(value)
 
 
@@ -251,13 +256,3 @@ def _set_attr_unless_finished(trial: optuna.Trial, key: str, value: Any) -> None
         trial.set_user_attr(key, value)
     except UpdateFinishedTrialError:
         pass  # another worker failed it meanwhile
-
-
-def _free_device_memory() -> None:
-    """Give host memory and the GPU's cached blocks back after a trial (OOM or not); the
-    objective has already closed its models."""
-
-    gc.collect()
-    torch = sys.modules.get("torch")  # only if the objective used it
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()

@@ -29,7 +29,6 @@ a shared one, and with any number of loader processes.
 from __future__ import annotations
 
 import contextlib
-import gc
 import math
 import os
 import time
@@ -61,6 +60,7 @@ from maskopt.trainer.losses import (
     distill_loss,
     soften,
 )
+from maskopt.trainer.memory import free_memory
 from maskopt.trainer.metrics import macro_f1
 from maskopt.trainer.mix import mix_batch
 from maskopt.trainer.models import create_model
@@ -573,9 +573,7 @@ class FoldRun:
             self._own_pool.close()  # drops persistent workers
             self._own_pool = None
         self.images = None  # type: ignore[assignment]
-        gc.collect()
-        if self._cuda:
-            torch.cuda.empty_cache()
+        free_memory()
 
     def __enter__(self) -> FoldRun:
         return self
