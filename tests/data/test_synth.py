@@ -139,6 +139,20 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
     assert a != c
 
 
+def test_any_number_of_drawing_threads_writes_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """People are drawn a few at a time by a thread per core and written in order."""
+    digests = []
+    for cores in (1, 3):
+        monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
+        out = synthesize(
+            tmp_path / str(cores), people=9, eval_people=4, seed=3, size=SIZE, progress=False
+        ).out
+        digests.append(_digests(Path(out)))
+    assert digests[0] == digests[1] and len(digests[0]) == (9 + 4) * 7 + 4  # + csvs, marker
+
+
 def test_class_mix_follows_the_real_set() -> None:
     people = make_people(2700, seed=0, split=0, first_id=1)
     female = np.mean([p.gender for p in people])
