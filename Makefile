@@ -40,5 +40,8 @@ wheels:
 		if (mib > 64) { printf "$(WHEELS)/: %.1f MiB, over the 64 MiB a device run carries\n", mib; exit 1 } \
 		printf "$(WHEELS)/: %d wheels, %.1f MiB (at most 64)\n", n, mib }' n=$$(ls $(WHEELS) | wc -l)
 
+# The demo folder only if a demo wrote it (scripts/demo.sh leaves its marker there).
 clean:
-	rm -rf $(VENV) $(DEMO)
+	rm -rf $(VENV)
+	@if [ -f "$(DEMO)/.maskopt-demo" ]; then rm -rf "$(DEMO)"; \
+	elif [ -e "$(DEMO)" ]; then echo "clean: $(DEMO) kept: no demo wrote it"; fi

@@ -5,7 +5,13 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 maskopt="$root/.venv/bin/maskopt"
 dir="${1:-demo}"
-rm -rf "$dir" && mkdir -p "$dir" && cd "$dir"
+# Replaces only an earlier demo (its marker file), never a folder with anything else in it.
+marker=".maskopt-demo"
+if [ -e "$dir" ] && [ ! -f "$dir/$marker" ] && [ -n "$(ls -A "$dir" 2>/dev/null || echo file)" ]; then
+    echo "demo: $dir holds something no earlier demo wrote; give another folder (make demo DEMO=new-folder) or remove it by hand." >&2
+    exit 1
+fi
+rm -rf "$dir" && mkdir -p "$dir" && cd "$dir" && touch "$marker"
 start=$(date +%s)
 
 # 900 held-out people (6,300 photos, inference only): enough that the held-out F1's 95%
