@@ -46,7 +46,7 @@ from maskopt.export.options import ExportOptions
 from maskopt.export.plots import PlotsResult, write_plots
 from maskopt.export.retrain import copy_fold_models, epoch_cap_note, retrain_config
 from maskopt.export.retrain import retrain as retrain_members
-from maskopt.export.student import student_config, teacher_probs, train_student
+from maskopt.export.student import check_student, student_config, teacher_probs, train_student
 from maskopt.export.tradeoff import (
     Speeds,
     architecture,
@@ -104,6 +104,8 @@ def export_best(
     check_out_dir(out, BUNDLE)  # before any work: a refusal costs nothing
     if onnx:  # before any work: a missing extra costs nothing
         check_onnx(export=True)
+    if opts.student is not None:  # before any work: a misspelt backbone costs nothing
+        check_student(opts.student)
     study = load_study(storage_url, study_name)
     settings = read_settings(study)
     data_dir, skip_bad = study_data(study_name, settings, opts.data, opts.skip_bad)

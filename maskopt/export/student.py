@@ -30,12 +30,20 @@ from maskopt.export.candidates import Candidate
 from maskopt.export.retrain import retrain_config
 from maskopt.progress import progress_bar
 from maskopt.trainer.checkpoint import save_checkpoint
-from maskopt.trainer.config import TrainConfig, config_from_dict, config_to_dict
+from maskopt.trainer.config import TrainConfig, check_backbone, config_from_dict, config_to_dict
 from maskopt.trainer.loop import fit
 from maskopt.trainer.losses import DISTILL_ALPHA, DISTILL_T
 
 CHECKPOINT = f"{STUDENT_DIR}/model.pt"
 SEED_OFFSET = 10_000  # the student's seed: apart from every member's (retrain.member_seed)
+
+
+def check_student(backbone: str) -> None:
+    """ConfigError naming --student when timm has no such model (before any work)."""
+    try:
+        check_backbone(backbone)
+    except ConfigError as err:
+        raise ConfigError(f"--student {backbone}: {err}") from None
 
 
 def student_config(best: Candidate, backbone: str | None = None) -> TrainConfig:

@@ -117,7 +117,8 @@ def _check_choice(cfg: TrainConfig, key: str, choices: tuple) -> None:
         raise _bad(key, v, "one of " + ", ".join(map(repr, choices)))
 
 
-def _check_backbone(name: str) -> None:
+def check_backbone(name: str) -> None:
+    """ConfigError unless timm has a model of that name (with the closest names as a hint)."""
 
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.7)
@@ -128,7 +129,7 @@ def _check_backbone(name: str) -> None:
 def _validate(cfg: TrainConfig) -> None:
     if not isinstance(cfg.backbone, str) or not cfg.backbone:
         raise _bad("backbone", cfg.backbone, "a timm model name")
-    _check_backbone(cfg.backbone)
+    check_backbone(cfg.backbone)
     if not isinstance(cfg.pretrained, bool):
         raise _bad("pretrained", cfg.pretrained, "true or false")
     if cfg.weights is not None and not (isinstance(cfg.weights, str) and cfg.weights):

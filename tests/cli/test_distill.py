@@ -87,6 +87,7 @@ def test_student_options_are_checked_before_any_work(complementary_study, tmp_pa
     )
     assert res.exit_code == 2 and "--student no_such_net" in res.output
     assert "Traceback" not in res.output and not out.exists()
+    assert "loaded" not in res.output  # refused before the trials and their OOF were read
 
 
 def test_predict_student_needs_a_bundle_with_one(distilled, complementary_study, tmp_path) -> None:
