@@ -47,6 +47,8 @@ from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+from bench.bench_trainer import bench_config  # noqa: E402  (the TrainConfig of a measurement)
+
 GPU_BACKBONES = "resnet34,efficientnet_b0,efficientnet_b3,convnext_tiny,mobilenetv3_large_100"
 CPU_BACKBONES = "mobilenetv3_small_050,resnet10t"
 TARGET = 0.9
@@ -583,22 +585,6 @@ def report(args, cmd: str, device, setup: dict, rows: list, costs: dict, compile
             )
     lines += ["", READING]
     return "\n".join(lines) + "\n"
-
-
-def bench_config(args, backbone: str, **changes):
-    """The TrainConfig every measurement of `backbone` trains: a warm-up epoch, then
-    `--epochs` measured ones, no scheduler (a constant step)."""
-    from maskopt.trainer.config import TrainConfig
-
-    return TrainConfig(
-        backbone=backbone,
-        image_size=args.size,
-        batch_size=args.batch_size,
-        epochs=args.epochs + 1,
-        augment=args.augment,
-        scheduler="none",
-        **changes,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
