@@ -7,7 +7,7 @@ maskopt="$root/.venv/bin/maskopt"
 dir="${1:-demo}"
 # Replaces only an earlier demo (its marker file), never a folder with anything else in it.
 marker=".maskopt-demo"
-if [ -e "$dir" ] && [ ! -f "$dir/$marker" ] && [ -n "$(ls -A "$dir" 2>/dev/null || echo file)" ]; then
+if [ -e "$dir" ] && [ ! -f "$dir/$marker" ] && { [ ! -d "$dir" ] || [ -n "$(ls -A "$dir")" ]; }; then
     echo "demo: $dir holds something no earlier demo wrote; give another folder (make demo DEMO=new-folder) or remove it by hand." >&2
     exit 1
 fi

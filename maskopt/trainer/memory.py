@@ -21,10 +21,10 @@ _depth = 0  # nested frozen_heap blocks: only the outermost freezes and unfreeze
 
 
 def free_memory() -> None:
-    """Collect what the last run left (models hold reference cycles through their hooks and
-    optimisers), then give the GPU's cached blocks back."""
+    """Collect what the last run left in reference cycles, then give the GPU's cached blocks
+    back (if this process has used the GPU)."""
     gc.collect()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if torch.cuda.is_initialized():
         torch.cuda.empty_cache()
 
 
